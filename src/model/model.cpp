@@ -1,0 +1,97 @@
+#include "model/model.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/check.h"
+#include "core/rng.h"
+#include "core/safetensors.h"
+
+namespace seekr {
+
+Model::Model(const ModelConfig& config) : config_(config), layout_(config) {
+  params_.assign(layout_.param_count(), 0.0f);
+  grads_.assign(layout_.param_count(), 0.0f);
+  buffers_.assign(layout_.buffer_count(), 0.0f);
+  w_ = layout_.bind(params_.data(), buffers_.data());
+  g_ = layout_.bind(grads_.data(), nullptr);
+}
+
+void Model::init_weights(uint64_t seed) {
+  Rng rng(seed);
+  const auto& specs = layout_.specs();
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const TensorSpec& s = specs[i];
+    float* p = (s.kind == TensorKind::kParam ? params_.data() : buffers_.data()) +
+               layout_.offsets()[i];
+    const int64_t n = s.numel();
+    switch (s.init) {
+      case TensorInit::kNormal:
+        for (int64_t j = 0; j < n; ++j)
+          p[j] = static_cast<float>(rng.normal() * config_.initializer_range);
+        break;
+      case TensorInit::kOnes:
+        std::fill(p, p + n, 1.0f);
+        break;
+      case TensorInit::kZeros:
+        std::fill(p, p + n, 0.0f);
+        break;
+    }
+  }
+}
+
+void Model::zero_grads() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
+
+void Model::load(const TensorSource& src, bool allow_missing_mtp) {
+  const auto& specs = layout_.specs();
+  const std::string mtp_prefix = "model.layers." + std::to_string(config_.num_hidden_layers);
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const TensorSpec& s = specs[i];
+    const TensorView* t = src.find(s.name);
+    if (!t) {
+      bool is_mtp = false;
+      for (int k = 0; k < config_.num_nextn_predict_layers; ++k)
+        if (s.name.rfind("model.layers." + std::to_string(config_.num_hidden_layers + k) + ".",
+                         0) == 0)
+          is_mtp = true;
+      SEEKR_REQUIRE(allow_missing_mtp && is_mtp, src.description(), ": missing tensor '",
+                    s.name, "'");
+      continue;
+    }
+    SEEKR_REQUIRE(t->shape == s.shape, src.description(), ": tensor '", s.name, "' has shape ",
+                  shape_string(t->shape), ", the config needs ", shape_string(s.shape));
+    float* p = (s.kind == TensorKind::kParam ? params_.data() : buffers_.data()) +
+               layout_.offsets()[i];
+    copy_to_f32(*t, p);
+  }
+}
+
+void Model::add_to(SafetensorsWriter& out) const {
+  const auto& specs = layout_.specs();
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const TensorSpec& s = specs[i];
+    const float* p = (s.kind == TensorKind::kParam ? params_.data() : buffers_.data()) +
+                     layout_.offsets()[i];
+    out.add(s.name, DType::F32, s.shape, p);
+  }
+}
+
+void Model::update_correction_bias(const std::vector<std::vector<int64_t>>& load, float gamma) {
+  if (!config_.has_correction_bias() || gamma == 0.0f) return;
+  SEEKR_CHECK(load.size() == w_.layers.size());
+  for (size_t l = 0; l < w_.layers.size(); ++l) {
+    float* bias = w_.layers[l].correction_bias;
+    if (!bias) continue;
+    const auto& ld = load[l];
+    SEEKR_CHECK(static_cast<int>(ld.size()) == config_.n_routed_experts);
+    double mean = 0;
+    for (auto c : ld) mean += static_cast<double>(c);
+    mean /= static_cast<double>(ld.size());
+    for (size_t e = 0; e < ld.size(); ++e) {
+      const double diff = static_cast<double>(ld[e]) - mean;
+      bias[e] -= gamma * static_cast<float>((diff > 0) - (diff < 0));
+    }
+  }
+}
+
+}  // namespace seekr

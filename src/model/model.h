@@ -1,0 +1,129 @@
+// A DeepSeek-V3-architecture model: parameters, gradients, training forward/backward and
+// inference with the MLA cache. Training and serving drive it through the classes below;
+// the model knows nothing of losses, optimizers or requests.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/weights.h"
+
+namespace seekr {
+
+class TensorSource;       // core/safetensors.h
+class SafetensorsWriter;  // core/safetensors.h
+
+class Model {
+ public:
+  explicit Model(const ModelConfig& config);
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelConfig& config() const { return config_; }
+  const ModelLayout& layout() const { return layout_; }
+
+  // Flat blocks (layout().offsets() index into them).
+  std::vector<float>& params() { return params_; }
+  const std::vector<float>& params() const { return params_; }
+  std::vector<float>& grads() { return grads_; }
+  std::vector<float>& buffers() { return buffers_; }
+  const std::vector<float>& buffers() const { return buffers_; }
+
+  // Views of the blocks as named tensors.
+  const ModelWeights& w() const { return w_; }
+  const ModelWeights& g() const { return g_; }
+
+  // normal(0, initializer_range) for matrices, 1 for norms, 0 for correction biases.
+  void init_weights(uint64_t seed);
+  void zero_grads();
+  // Copies every tensor from `src` (F32/F16/BF16 converted to F32); throws seekr::Error naming
+  // a missing tensor or a shape mismatch. MTP tensors are optional when `allow_missing_mtp`.
+  void load(const TensorSource& src, bool allow_missing_mtp = false);
+  // Adds every parameter and buffer under its HF name (F32). The model must outlive `out`'s write.
+  void add_to(SafetensorsWriter& out) const;
+
+  // Bias update of auxiliary-loss-free balancing (V3 eq. 16): for every MoE layer,
+  // bias_e -= gamma * sign(load_e - mean(load)). `load[layer]` is [E] counts (empty for dense).
+  void update_correction_bias(const std::vector<std::vector<int64_t>>& load, float gamma);
+
+ private:
+  ModelConfig config_;
+  ModelLayout layout_;
+  std::vector<float> params_, grads_, buffers_;
+  ModelWeights w_, g_;
+};
+
+// Activations of one training forward for a fixed [B, T]; reused across steps so the training
+// step does not allocate once the shapes are known.
+struct TrainOptions {
+  float balance_alpha = 0.0f;  // sequence-wise balance loss weight (0: off)
+  bool mtp = true;             // run the MTP modules (when the config has them)
+};
+
+class TrainGraph {
+ public:
+  explicit TrainGraph(Model& model);
+  ~TrainGraph();
+
+  // tokens: [B, T] inputs. Fills logits() [B*T, V] and, for MTP module k = 1..D,
+  // mtp_logits(k) [B*(T-k), V] where row (b, i) predicts token (b, i+k+1) from inputs up to
+  // (b, i+k).
+  void forward(const int32_t* tokens, int B, int T, const TrainOptions& opt);
+  float* logits();
+  float* mtp_logits(int k);
+  int mtp_rows(int k) const;
+  int B() const;
+  int T() const;
+  // Sum over MoE layers of the mean-over-sequences balance loss (already times alpha).
+  double balance_loss() const;
+  // Per layer (main then MTP) expert selection counts of the last forward ([E], empty if dense).
+  const std::vector<std::vector<int64_t>>& expert_load() const;
+
+  // Gradients at the logits in, parameter gradients out (accumulated into model.grads()).
+  // dlogits [B*T, V] and dmtp[k-1] [B*(T-k), V]; they may point to logits()/mtp_logits(k) and
+  // are clobbered. The balance loss gradient is added when alpha > 0.
+  void backward(float* dlogits, const std::vector<float*>& dmtp);
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Inference with the compressed MLA cache. A session owns `max_seqs` cache slots of up to
+// `max_len` positions each; forward() takes any mix of tokens from any slots (prefill: many
+// tokens of one slot; batched decode: one token of each of many slots). Tokens of the same slot
+// must come in increasing position order, and positions must follow what the slot already holds.
+enum class AttentionMode {
+  kAbsorbed,  // cache holds kv_lora_rank + qk_rope_head_dim floats per token per layer
+  kNaive,     // cache holds expanded per-head K (dn+dr) and V (dv)
+};
+
+class InferenceSession {
+ public:
+  InferenceSession(const Model& model, int max_seqs, int max_len,
+                   AttentionMode mode = AttentionMode::kAbsorbed);
+  ~InferenceSession();
+
+  // tokens[n], slots[n], positions[n]. Writes logits [n, V] for every token when `logits_rows`
+  // is null, else only for the rows i with logits_rows[i] != 0 (packed in order).
+  void forward(const int32_t* tokens, const int32_t* slots, const int32_t* positions, int n,
+               float* logits, const uint8_t* logits_rows = nullptr);
+  void reset_slot(int slot);  // forget a slot's cache
+  int length(int slot) const; // positions held
+  int max_seqs() const;
+  int max_len() const;
+  // Cache floats per token per layer (absorbed: rkv+dr; naive: H*(dn+dr+dv)).
+  int cache_floats_per_token_per_layer() const;
+  size_t cache_bytes_per_token() const;  // over all main layers, float32
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace seekr
