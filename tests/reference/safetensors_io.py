@@ -44,19 +44,21 @@ def _as_numpy(t):
 
 
 def save(path, tensors, metadata=None):
-    """Write {name: tensor-or-ndarray} to `path`. Tensors are stored in sorted name order."""
+    """Write {name: tensor-or-ndarray} to `path`. Data is laid out by decreasing element size,
+    then by name, so every tensor starts at a multiple of its element size."""
     header = {}
     if metadata:
         for k, v in metadata.items():
             if not isinstance(k, str) or not isinstance(v, str):
                 raise TypeError(f"__metadata__ must map str -> str, got {k!r}: {v!r}")
         header["__metadata__"] = dict(metadata)
+    if "__metadata__" in tensors:
+        raise ValueError("tensor name __metadata__ is reserved")
+    arrays = {name: _as_numpy(t) for name, t in tensors.items()}
     blobs = []
     offset = 0
-    for name in sorted(tensors):
-        if name == "__metadata__":
-            raise ValueError("tensor name __metadata__ is reserved")
-        a = _as_numpy(tensors[name])
+    for name in sorted(arrays, key=lambda n: (-arrays[n].dtype.itemsize, n)):
+        a = arrays[name]
         key = a.dtype.newbyteorder("<") if a.dtype.itemsize > 1 else a.dtype
         if key not in _NAME_OF:
             raise TypeError(f"{name}: unsupported dtype {a.dtype}")

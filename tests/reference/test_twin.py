@@ -194,6 +194,11 @@ def test_safetensors_roundtrip():
         raw = open(path, "rb").read()
         (n,) = struct.unpack("<Q", raw[:8])
         assert (8 + n) % 8 == 0
+        header = json.loads(raw[8 : 8 + n])
+        for k, info in header.items():  # mixed F64/F32/I32 data must stay element-aligned
+            if k != "__metadata__":
+                size = safetensors_io.DTYPES[info["dtype"]].itemsize
+                assert info["data_offsets"][0] % size == 0, k
         # byte-exact layout for one known tensor
         safetensors_io.save(path, {"t": np.array([1.0, -2.0], dtype=np.float32)})
         raw = open(path, "rb").read()

@@ -558,7 +558,8 @@ def final_weight_names(cfg, p):
     return [n for n in want if n in p]
 
 
-def generate(config_path, out_dir, seed=0, batch=2, seq=16, hp=None, dtype=torch.float64):
+def generate(config_path, out_dir, seed=0, batch=2, seq=16, hp=None, dtype=torch.float64,
+             final_all=False):
     hp = hp or Hyper()
     with open(config_path) as f:
         raw = json.load(f)
@@ -596,7 +597,7 @@ def generate(config_path, out_dir, seed=0, batch=2, seq=16, hp=None, dtype=torch
     ref["adamw.total_loss"] = torch.tensor(rec["total"], dtype=torch.float32)
     ref["adamw.ce_loss"] = torch.tensor(rec["ce"], dtype=torch.float32)
     ref["adamw.grad_norm"] = torch.tensor(rec["grad_norm"], dtype=torch.float32)
-    for n in final_weight_names(cfg, p):
+    for n in (list(p) if final_all else final_weight_names(cfg, p)):
         ref[f"final.{n}"] = f32(p[n])
 
     meta = {
@@ -632,13 +633,15 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    ap.add_argument("--final-all", action="store_true",
+                    help="dump final.<name> for every tensor, not only the default few")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     hp = Hyper(mtp_lambda=a.mtp_lambda, balance_alpha=a.balance_alpha, bias_gamma=a.bias_gamma,
                lr=a.lr, steps=a.steps)
     t0 = time.time()
     _, first, rec = generate(a.config, a.out, a.seed, a.batch, a.seq, hp,
-                             getattr(torch, a.dtype))
+                             getattr(torch, a.dtype), a.final_all)
     print(f"loss {first['loss'].item():.6f} (ce {first['ce'].item():.6f}, "
           f"mtp {first['mtp'].item():.6f}, balance {first['balance'].item():.3e}); "
           f"adamw {rec['total'][0]:.4f} -> {rec['total'][-1]:.4f}; "
