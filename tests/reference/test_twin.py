@@ -18,8 +18,18 @@ sys.path.insert(0, HERE)
 import safetensors_io  # noqa: E402
 import twin  # noqa: E402
 
-TINY = "/work/shared/bench-configs/tiny.json"
 QLORA = os.path.join(HERE, "configs", "tiny_qlora_yarn_softmax.json")
+# The bench tiny config; where the shared folder is absent, the same config is rebuilt from
+# the q-LoRA variant (which is tiny.json plus the overrides undone here).
+TINY = os.environ.get("SEEKR_TINY_CONFIG", "/work/shared/bench-configs/tiny.json")
+if not os.path.exists(TINY):
+    with open(QLORA) as f:
+        _tiny = json.load(f)
+    _tiny.update(vocab_size=4096, q_lora_rank=None, rope_scaling=None, scoring_func="sigmoid",
+                 norm_topk_prob=True, routed_scaling_factor=2.5, num_nextn_predict_layers=1)
+    TINY = os.path.join(tempfile.mkdtemp(), "tiny.json")
+    with open(TINY, "w") as f:
+        json.dump(_tiny, f)
 
 V3_CONFIG = {
     "model_type": "deepseek_v3", "vocab_size": 129280, "hidden_size": 7168,
