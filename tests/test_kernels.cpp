@@ -10,6 +10,7 @@
 
 #include "core/rng.h"
 #include "kernels/ops.h"
+#include "kernels/simd.h"
 
 namespace seekr {
 namespace {
@@ -32,6 +33,8 @@ double rel_err(const A& a, const B& b) {
   EXPECT_EQ(a.size(), b.size());
   double num = 0.0, den = 0.0;
   for (size_t i = 0; i < a.size(); ++i) {
+    // NaN would slip through std::max; an unwritten (NaN-initialised) output must fail.
+    if (!std::isfinite(double(a[i])) || !std::isfinite(double(b[i]))) return INFINITY;
     num = std::max(num, std::abs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
     den = std::max(den, std::abs(static_cast<double>(b[i])));
   }
@@ -57,6 +60,33 @@ double dot(const DVec& a, const Vec& b) {
   double s = 0.0;
   for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
   return s;
+}
+
+// ---- vector exp (used by softmax, SwiGLU and the losses) --------------------------------
+
+TEST(Simd, ExpIsAccurateAcrossTheRange) {
+  Vec x;
+  for (double v = -87.0; v <= 88.0; v += 0.01237) x.push_back(float(v));
+  Vec y(x.size());
+  simd::exp_scale(x.data(), y.data(), int64_t(x.size()), 0.0f, 1.0f);
+  double worst = 0.0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double e = std::exp(double(x[i]));
+    worst = std::max(worst, std::abs(y[i] - e) / e);
+  }
+  EXPECT_LT(worst, 3e-7);  // a few ulp
+  EXPECT_NEAR(simd::sum_exp(x.data(), int64_t(x.size()), 88.0f),
+              [&] {
+                double s = 0.0;
+                for (float v : x) s += std::exp(double(v) - 88.0);
+                return s;
+              }(),
+              1e-5);
+  // Far below the range the result is negligible (not NaN), and -inf gives ~0.
+  const float low[8] = {-1e4f, -INFINITY, -200, -100, -90, -88, -87.5f, -1e30f};
+  float out[8];
+  simd::exp_scale(low, out, 8, 0.0f, 1.0f);
+  for (float v : out) EXPECT_TRUE(v >= 0.0f && v < 1e-37f) << v;
 }
 
 // ---- matrix products -------------------------------------------------------------------

@@ -1,4 +1,4 @@
-// Fast kernels: OpenBLAS for the matrix products, AVX-512 for the row-wise ops. The scalar
+// Fast kernels: OpenBLAS for the matrix products, AVX2/FMA for the row-wise ops. The scalar
 // references live in ops_ref.cpp; tests/test_kernels.cpp holds the two together.
 #include "kernels/ops.h"
 
@@ -52,12 +52,11 @@ void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int 
     const float r = 1.0f / std::sqrt(simd::dot(xr, xr, d) / static_cast<float>(d) + eps);
     rstd[n] = r;
     int j = 0;
-#if SEEKR_AVX512
-    const __m512 vr = _mm512_set1_ps(r);
-    for (; j < d; j += 16) {
-      const __mmask16 m = simd::tail_mask(d - j);
-      const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, xr + j), vr);
-      _mm512_mask_storeu_ps(yr + j, m, _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, w + j)));
+#if SEEKR_AVX2
+    const __m256 vr = _mm256_set1_ps(r);
+    for (; j + 8 <= d; j += 8) {
+      const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(xr + j), vr);
+      _mm256_storeu_ps(yr + j, _mm256_mul_ps(v, _mm256_loadu_ps(w + j)));
     }
 #endif
     for (; j < d; ++j) yr[j] = xr[j] * r * w[j];
@@ -72,37 +71,35 @@ void rmsnorm_backward(const float* dy, const float* x, const float* w, const flo
     const float *dyr = dy + off, *xr = x + off;
     float* dxr = dx + off;
     const float r = rstd[n];
+    float sum = 0.0f;  // Σ dy·w·x
     int j = 0;
-#if SEEKR_AVX512
-    __m512 acc = _mm512_setzero_ps();
-    for (; j < d; j += 16) {
-      const __mmask16 m = simd::tail_mask(d - j);
-      const __m512 g = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dyr + j), _mm512_maskz_loadu_ps(m, w + j));
-      acc = _mm512_fmadd_ps(g, _mm512_maskz_loadu_ps(m, xr + j), acc);
+#if SEEKR_AVX2
+    __m256 acc = _mm256_setzero_ps();
+    for (; j + 8 <= d; j += 8) {
+      const __m256 g = _mm256_mul_ps(_mm256_loadu_ps(dyr + j), _mm256_loadu_ps(w + j));
+      acc = _mm256_fmadd_ps(g, _mm256_loadu_ps(xr + j), acc);
     }
-    const float sum = _mm512_reduce_add_ps(acc);
-    const float c = r * r * r * sum / static_cast<float>(d);
-    const __m512 vr = _mm512_set1_ps(r), vc = _mm512_set1_ps(c), vb = _mm512_set1_ps(beta);
-    for (j = 0; j < d; j += 16) {
-      const __mmask16 m = simd::tail_mask(d - j);
-      const __m512 vdy = _mm512_maskz_loadu_ps(m, dyr + j), vx = _mm512_maskz_loadu_ps(m, xr + j);
-      __m512 g = _mm512_mul_ps(_mm512_mul_ps(vdy, _mm512_maskz_loadu_ps(m, w + j)), vr);
-      g = _mm512_fnmadd_ps(vx, vc, g);
-      if (beta != 0.0f) g = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, dxr + j), g);
-      _mm512_mask_storeu_ps(dxr + j, m, g);
-      const __m512 vdw = _mm512_fmadd_ps(_mm512_mul_ps(vdy, vx), vr, _mm512_maskz_loadu_ps(m, dw + j));
-      _mm512_mask_storeu_ps(dw + j, m, vdw);
-    }
-#else
-    float sum = 0.0f;
+    sum = simd::hsum(acc);
+#endif
     for (; j < d; ++j) sum += dyr[j] * w[j] * xr[j];
     const float c = r * r * r * sum / static_cast<float>(d);
-    for (j = 0; j < d; ++j) {
+    j = 0;
+#if SEEKR_AVX2
+    const __m256 vr = _mm256_set1_ps(r), vc = _mm256_set1_ps(c), vb = _mm256_set1_ps(beta);
+    for (; j + 8 <= d; j += 8) {
+      const __m256 vdy = _mm256_loadu_ps(dyr + j), vx = _mm256_loadu_ps(xr + j);
+      __m256 g = _mm256_mul_ps(_mm256_mul_ps(vdy, _mm256_loadu_ps(w + j)), vr);
+      g = _mm256_fnmadd_ps(vx, vc, g);
+      if (beta != 0.0f) g = _mm256_fmadd_ps(vb, _mm256_loadu_ps(dxr + j), g);
+      _mm256_storeu_ps(dxr + j, g);
+      _mm256_storeu_ps(dw + j, _mm256_fmadd_ps(_mm256_mul_ps(vdy, vx), vr, _mm256_loadu_ps(dw + j)));
+    }
+#endif
+    for (; j < d; ++j) {
       const float g = dyr[j] * w[j] * r - xr[j] * c;
       dxr[j] = beta == 0.0f ? g : g + beta * dxr[j];
       dw[j] += dyr[j] * xr[j] * r;
     }
-#endif
   }
 }
 
@@ -159,37 +156,33 @@ void rope_backward(float* dx, const int32_t* pos, int N, int heads, int d, int s
 
 void swiglu_forward(const float* g, const float* u, float* a, int64_t n) {
   int64_t i = 0;
-#if SEEKR_AVX512
-  const __m512 one = _mm512_set1_ps(1.0f);
-  for (; i < n; i += 16) {
-    const __mmask16 m = simd::tail_mask(n - i);
-    const __m512 vg = _mm512_maskz_loadu_ps(m, g + i);
-    const __m512 sig = _mm512_div_ps(one, _mm512_add_ps(one, simd::exp_ps(_mm512_sub_ps(_mm512_setzero_ps(), vg))));
-    _mm512_mask_storeu_ps(a + i, m, _mm512_mul_ps(_mm512_mul_ps(vg, sig), _mm512_maskz_loadu_ps(m, u + i)));
+#if SEEKR_AVX2
+  for (; i + 8 <= n; i += 8) {
+    const __m256 vg = _mm256_loadu_ps(g + i);
+    const __m256 silu = _mm256_mul_ps(vg, simd::sigmoid_ps(vg));
+    _mm256_storeu_ps(a + i, _mm256_mul_ps(silu, _mm256_loadu_ps(u + i)));
   }
 #endif
-  for (; i < n; ++i) a[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+  for (; i < n; ++i) a[i] = g[i] * simd::sigmoid(g[i]) * u[i];
 }
 
 // silu'(g) = σ(g)·(1 + g·(1 − σ(g)))
 void swiglu_backward(const float* da, const float* g, const float* u, float* dg, float* du,
                      int64_t n) {
   int64_t i = 0;
-#if SEEKR_AVX512
-  const __m512 one = _mm512_set1_ps(1.0f);
-  for (; i < n; i += 16) {
-    const __mmask16 m = simd::tail_mask(n - i);
-    const __m512 vg = _mm512_maskz_loadu_ps(m, g + i), vu = _mm512_maskz_loadu_ps(m, u + i);
-    const __m512 vda = _mm512_maskz_loadu_ps(m, da + i);
-    const __m512 sig = _mm512_div_ps(one, _mm512_add_ps(one, simd::exp_ps(_mm512_sub_ps(_mm512_setzero_ps(), vg))));
-    const __m512 dsilu = _mm512_mul_ps(sig, _mm512_fmadd_ps(vg, _mm512_sub_ps(one, sig), one));
-    _mm512_mask_storeu_ps(dg + i, m, _mm512_mul_ps(_mm512_mul_ps(vda, vu), dsilu));
-    _mm512_mask_storeu_ps(du + i, m, _mm512_mul_ps(vda, _mm512_mul_ps(vg, sig)));
+#if SEEKR_AVX2
+  const __m256 one = _mm256_set1_ps(1.0f);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 vg = _mm256_loadu_ps(g + i), vu = _mm256_loadu_ps(u + i);
+    const __m256 vda = _mm256_loadu_ps(da + i);
+    const __m256 sig = simd::sigmoid_ps(vg);
+    const __m256 dsilu = _mm256_mul_ps(sig, _mm256_fmadd_ps(vg, _mm256_sub_ps(one, sig), one));
+    _mm256_storeu_ps(dg + i, _mm256_mul_ps(_mm256_mul_ps(vda, vu), dsilu));
+    _mm256_storeu_ps(du + i, _mm256_mul_ps(vda, _mm256_mul_ps(vg, sig)));
   }
 #endif
   for (; i < n; ++i) {
-    const float sig = 1.0f / (1.0f + std::exp(-g[i]));
-    const float gi = g[i], dai = da[i];
+    const float sig = simd::sigmoid(g[i]), gi = g[i], dai = da[i];
     dg[i] = dai * u[i] * sig * (1.0f + gi * (1.0f - sig));
     du[i] = dai * gi * sig;
   }
