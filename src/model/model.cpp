@@ -8,6 +8,13 @@
 #include "core/safetensors.h"
 
 namespace seekr {
+namespace {
+std::string shape_string(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+}  // namespace
 
 Model::Model(const ModelConfig& config) : config_(config), layout_(config) {
   params_.assign(layout_.param_count(), 0.0f);
@@ -44,7 +51,6 @@ void Model::zero_grads() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
 
 void Model::load(const TensorSource& src, bool allow_missing_mtp) {
   const auto& specs = layout_.specs();
-  const std::string mtp_prefix = "model.layers." + std::to_string(config_.num_hidden_layers);
   for (size_t i = 0; i < specs.size(); ++i) {
     const TensorSpec& s = specs[i];
     const TensorView* t = src.find(s.name);
@@ -54,11 +60,11 @@ void Model::load(const TensorSource& src, bool allow_missing_mtp) {
         if (s.name.rfind("model.layers." + std::to_string(config_.num_hidden_layers + k) + ".",
                          0) == 0)
           is_mtp = true;
-      SEEKR_REQUIRE(allow_missing_mtp && is_mtp, src.description(), ": missing tensor '",
+      SEEKR_REQUIRE(allow_missing_mtp && is_mtp, src.path(), ": missing tensor '",
                     s.name, "'");
       continue;
     }
-    SEEKR_REQUIRE(t->shape == s.shape, src.description(), ": tensor '", s.name, "' has shape ",
+    SEEKR_REQUIRE(t->shape == s.shape, src.path(), ": tensor '", s.name, "' has shape ",
                   shape_string(t->shape), ", the config needs ", shape_string(s.shape));
     float* p = (s.kind == TensorKind::kParam ? params_.data() : buffers_.data()) +
                layout_.offsets()[i];

@@ -98,9 +98,9 @@ void TrainGraph::forward(const int32_t* tokens, int B, int T, const TrainOptions
   std::vector<float>& x = m.dx;  // reuse as the running residual: [N, d]
   x.resize(size_t(N) * d);
   embed_rows(w.embed, tokens, x.data(), N, d, D.V);
+  m.dx2.resize(size_t(N) * d);
   for (int l = 0; l < L; ++l) {
     float* out = (l == L - 1) ? m.x_last.data() : m.dx2.data();
-    if (l != L - 1) m.dx2.resize(size_t(N) * d);
     block_forward(D, c, m.rope, w.layers[l], x.data(), out, B, T, m.pos.data(),
                   opt.balance_alpha, m.acts[l]);
     if (l != L - 1) std::swap(x, m.dx2);
