@@ -2,6 +2,9 @@
 // score matrix is processed in blocks of rows so the products only cover columns up to the
 // block's last row (the causal lower triangle plus a diagonal block), about half the flops of a
 // full T×T product.
+#include <cblas.h>
+#include <omp.h>
+
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -14,6 +17,25 @@ namespace seekr {
 namespace {
 
 constexpr int kRowBlock = 64;
+
+// OpenBLAS (pthread build) keeps its own worker pool. Calling a multi-threaded sgemm from inside
+// an OpenMP parallel region makes the two pools fight for the 2 cores: measured 20-30x slower
+// attention (OMP=2 + OpenBLAS=2: 2140 ms vs 73 ms). While the per-head loop runs on OpenMP
+// threads, every sgemm is therefore made single-threaded; the previous setting is restored.
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas() : saved_(omp_get_max_threads() > 1 ? openblas_get_num_threads() : 1) {
+    if (saved_ > 1) openblas_set_num_threads(1);
+  }
+  ~SingleThreadedBlas() {
+    if (saved_ > 1) openblas_set_num_threads(saved_);
+  }
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+
+ private:
+  int saved_;
+};
 
 struct HeadView {
   const float* q;  // [T, dqk] with row stride q_stride
@@ -51,6 +73,7 @@ void causal_softmax_row(float* p, int i, int T) {
 void attention_forward(const AttentionShape& s, const float* q, const float* k, const float* v,
                        float* probs, float* out) {
   check_shape(s);
+  const SingleThreadedBlas blas_guard;
   const int T = s.T, out_stride = s.H * s.dv;
 #pragma omp parallel for schedule(static)
   for (int bh = 0; bh < s.B * s.H; ++bh) {
@@ -79,6 +102,7 @@ void attention_forward(const AttentionShape& s, const float* q, const float* k, 
 void attention_backward(const AttentionShape& s, const float* q, const float* k, const float* v,
                         const float* probs, const float* dout, float* dq, float* dk, float* dv) {
   check_shape(s);
+  const SingleThreadedBlas blas_guard;
   const int T = s.T, out_stride = s.H * s.dv;
   const int nblocks = (T + kRowBlock - 1) / kRowBlock;
 #pragma omp parallel
