@@ -62,9 +62,8 @@ void check_shape(const AttentionShape& s) {
 // In place on row p[0..i]: p = softmax(p) in fp32 with the max subtracted; p[i+1..T) = 0.
 void causal_softmax_row(float* p, int i, int T) {
   const int n = i + 1;
-  const float m = simd::max(p, n);
-  const double sum = simd::sum_exp(p, n, m);
-  simd::exp_scale(p, p, n, m, static_cast<float>(1.0 / sum));
+  const double sum = simd::exp_store_sum(p, p, n, simd::max(p, n));
+  simd::scale(p, n, static_cast<float>(1.0 / sum));
   std::fill(p + n, p + T, 0.0f);
 }
 

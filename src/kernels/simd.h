@@ -93,16 +93,33 @@ inline double sum_exp(const float* x, int64_t n, float shift) {
   return s;
 }
 
-// y[i] = exp(x[i] - shift) * mul (y may alias x).
-inline void exp_scale(const float* x, float* y, int64_t n, float shift, float mul) {
+// y[i] = exp(x[i] - shift), returning Σ y[i] (y may alias x). Softmax-style callers store the
+// exponentials once and rescale with scale() instead of evaluating exp twice per element.
+inline double exp_store_sum(const float* x, float* y, int64_t n, float shift) {
+  double s = 0.0;
   int64_t i = 0;
 #if SEEKR_AVX2
-  const __m256 vs = _mm256_set1_ps(shift), vmul = _mm256_set1_ps(mul);
+  const __m256 vs = _mm256_set1_ps(shift);
+  __m256 acc = _mm256_setzero_ps();
   for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(y + i, _mm256_mul_ps(exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vs)), vmul));
+    const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vs));
+    _mm256_storeu_ps(y + i, e);
+    acc = _mm256_add_ps(acc, e);
   }
+  s = hsum(acc);
 #endif
-  for (; i < n; ++i) y[i] = std::exp(x[i] - shift) * mul;
+  for (; i < n; ++i) s += (y[i] = std::exp(x[i] - shift));
+  return s;
+}
+
+// y[i] *= a
+inline void scale(float* y, int64_t n, float a) {
+  int64_t i = 0;
+#if SEEKR_AVX2
+  const __m256 va = _mm256_set1_ps(a);
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), va));
+#endif
+  for (; i < n; ++i) y[i] *= a;
 }
 
 // Σ x[i]·y[i]
