@@ -1,0 +1,126 @@
+// Batched generation over the MLA cache, and scoring of given text.
+//
+// generate() runs many sequences through one InferenceSession: newly admitted prompts are
+// prefilled together in one forward call, then every active sequence advances by one token
+// per forward call (batched decode). A finished sequence frees its cache slot at once and the
+// next waiting one is admitted. Each sequence samples from its own seeded Rng, so its output
+// is the same whether it runs alone or in a batch (given a model whose rows do not interact).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/model.h"
+#include "serve/sampler.h"
+
+namespace seekr {
+
+class Tokenizer;
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;  // at least one token
+  int max_new_tokens = 128;
+  SamplingParams sampling;
+  uint64_t seed = 0;  // sample j of this request draws from Rng(seed + j)
+  int n = 1;          // independent samples of this prompt
+  std::vector<int32_t> stop_tokens;       // e.g. eos; kept in tokens, not in text
+  std::vector<std::string> stop_strings;  // need GenerateOptions::tokenizer; cut from text
+};
+
+enum class FinishReason {
+  kLength,       // max_new_tokens reached
+  kStopToken,    // sampled one of stop_tokens
+  kStopString,   // the text came to contain one of stop_strings
+  kContextFull,  // the cache slot (max_len) is full
+};
+const char* to_string(FinishReason r);
+
+struct GenerationResult {
+  int request = 0;  // index into the requests
+  int sample = 0;   // 0..n-1
+  // Every sampled token, including a final stop token and the tokens that completed a stop
+  // string (the RL policy produced them, so their log-probs count).
+  std::vector<int32_t> tokens;
+  std::vector<float> logprobs;      // per token, under the sampling distribution
+  std::vector<float> raw_logprobs;  // per token, log softmax of the model's logits
+  // Decoded tokens without a final stop token, cut before the first stop string (empty when
+  // no tokenizer was given).
+  std::string text;
+  FinishReason finish = FinishReason::kLength;
+  int32_t stop_token = -1;  // which stop token ended it
+  std::string stop_string;  // which stop string ended it
+};
+
+struct GenerationStats {
+  int64_t prompt_tokens = 0;     // prefilled, over all sequences
+  int64_t generated_tokens = 0;  // sampled, over all sequences
+  int64_t decode_tokens = 0;     // fed through batched decode steps
+  int decode_steps = 0;
+  int prefill_calls = 0;
+  double prefill_seconds = 0.0;  // prefill forwards plus sampling each first token
+  double decode_seconds = 0.0;   // decode forwards plus sampling
+  size_t cache_bytes_per_token = 0;
+  int max_batch = 0;  // cache slots used
+
+  double prefill_tok_s() const { return prefill_seconds > 0 ? prompt_tokens / prefill_seconds : 0; }
+  double decode_tok_s() const { return decode_seconds > 0 ? decode_tokens / decode_seconds : 0; }
+};
+
+struct GenerationOutput {
+  // One per (request, sample), request-major: results[offset(r) + j].
+  std::vector<GenerationResult> results;
+  GenerationStats stats;
+};
+
+struct GenerateOptions {
+  const Tokenizer* tokenizer = nullptr;  // for text and stop strings
+  AttentionMode attention = AttentionMode::kAbsorbed;
+  int max_batch = 0;  // sequences in flight (cache slots); 0: all of them
+  // Positions per cache slot; 0: the longest prompt + max_new_tokens, capped at the config's
+  // max_position_embeddings.
+  int max_len = 0;
+  // Cap on the tokens of one prefill call (prompts are never split; one prompt always fits).
+  int max_prefill_tokens = 8192;
+  // Called with each new piece of a sequence's final text, in order (result index, bytes).
+  // Text is held back while it could still begin a stop string or ends inside a UTF-8
+  // character, so the pieces never include stop strings.
+  std::function<void(int, std::string_view)> on_text;
+};
+
+// Throws seekr::Error for bad requests (empty prompt, token out of range, stop strings without
+// a tokenizer, a prompt longer than max_len).
+GenerationOutput generate(const Model& model, const std::vector<GenerationRequest>& requests,
+                          const GenerateOptions& options = {});
+// The same on a caller's session (reused across calls, e.g. by RL rollouts). Uses slots
+// 0..min(max_batch, session.max_seqs())-1 and resets them; options.attention and max_len are
+// taken from the session.
+GenerationOutput generate(const Model& model, InferenceSession& session,
+                          const std::vector<GenerationRequest>& requests,
+                          const GenerateOptions& options = {});
+
+// The prompt for --chat: DeepSeek's "<｜User｜>...<｜Assistant｜>" when the tokenizer has those
+// tokens, else the R1-Zero template ("A conversation between User and Assistant. ... User:
+// {question}. Assistant:"). Encode with add_special_tokens so a BOS is prepended.
+std::string chat_prompt(const Tokenizer& tokenizer, std::string_view user_message);
+
+// ---- Scoring ------------------------------------------------------------------------------
+
+// Full logits [T, V] of tokens through the training forward (TrainGraph, no MTP).
+std::vector<float> logits_train(Model& model, const std::vector<int32_t>& tokens);
+// The same through an InferenceSession: one prefill call of all T tokens.
+std::vector<float> logits_session(const Model& model, const std::vector<int32_t>& tokens,
+                                  AttentionMode mode = AttentionMode::kAbsorbed);
+
+struct ScoreResult {
+  // logprobs[t-1] = log p(tokens[t] | tokens[0..t-1]) for t = 1..T-1.
+  std::vector<float> logprobs;
+  double total_logprob = 0.0;
+  double mean_nll() const;    // -total / count (0 for no scored tokens)
+  double perplexity() const;  // exp(mean_nll)
+};
+ScoreResult score_from_logits(const float* logits, int vocab, const std::vector<int32_t>& tokens);
+
+}  // namespace seekr

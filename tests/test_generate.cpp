@@ -1,0 +1,673 @@
+// Sampler, .npy files, batched generation and scoring.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include "core/check.h"
+#include "core/file_io.h"
+#include "core/npy.h"
+#include "core/rng.h"
+#include "model/config.h"
+#include "model/model.h"
+#include "serve/generate.h"
+#include "serve/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace seekr {
+namespace {
+
+std::vector<float> log_of(const std::vector<double>& p) {
+  std::vector<float> l;
+  for (double x : p) l.push_back(static_cast<float>(std::log(x)));
+  return l;
+}
+
+std::vector<float> random_logits(int V, uint64_t seed, double scale = 3.0) {
+  Rng rng(seed);
+  std::vector<float> l(V);
+  for (auto& x : l) x = static_cast<float>(scale * rng.normal());
+  return l;
+}
+
+std::vector<int32_t> kept_tokens(const std::vector<std::pair<int32_t, double>>& d) {
+  std::vector<int32_t> t;
+  for (auto& [tok, p] : d) t.push_back(tok);
+  return t;
+}
+
+// ---- Sampler ------------------------------------------------------------------------------
+
+TEST(Sampler, GreedyIsArgmaxWithLowestIndexOnTies) {
+  Sampler s;
+  Rng rng(1);
+  SamplingParams greedy;
+  greedy.temperature = 0.0f;
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    auto l = random_logits(1000, seed);
+    const int32_t want = std::max_element(l.begin(), l.end()) - l.begin();
+    const SampledToken t = s.sample(l.data(), 1000, greedy, rng);
+    EXPECT_EQ(t.token, want);
+    EXPECT_EQ(t.logprob, 0.0f);
+  }
+  std::vector<float> tie = {0.0f, 2.0f, 1.0f, 2.0f};
+  EXPECT_EQ(s.sample(tie.data(), 4, greedy, rng).token, 1);
+  // Greedy draws nothing from the stream.
+  Rng a(5), b(5);
+  s.sample(tie.data(), 4, greedy, a);
+  EXPECT_EQ(a.next_u64(), b.next_u64());
+}
+
+TEST(Sampler, TopKOneIsGreedy) {
+  Sampler s;
+  Rng rng(2);
+  SamplingParams greedy, k1;
+  greedy.temperature = 0.0f;
+  k1.top_k = 1;
+  for (float temp : {0.3f, 1.0f, 5.0f}) {
+    k1.temperature = temp;
+    for (uint64_t seed = 0; seed < 20; ++seed) {
+      auto l = random_logits(5000, 100 + seed, 0.5);
+      const SampledToken g = s.sample(l.data(), 5000, greedy, rng);
+      const SampledToken k = s.sample(l.data(), 5000, k1, rng);
+      EXPECT_EQ(k.token, g.token);
+      EXPECT_FLOAT_EQ(k.logprob, 0.0f);
+      EXPECT_FLOAT_EQ(k.raw_logprob, g.raw_logprob);
+    }
+  }
+}
+
+TEST(Sampler, TopPKeepsSmallestSetReachingP) {
+  Sampler s;
+  // probs: 0.1, 0.4, 0.2, 0.3 -> order 1, 3, 2, 0.
+  const auto l = log_of({0.1, 0.4, 0.2, 0.3});
+  SamplingParams p;
+  p.top_p = 0.35f;
+  EXPECT_EQ(kept_tokens(s.distribution(l.data(), 4, p)), (std::vector<int32_t>{1}));
+  p.top_p = 0.65f;
+  auto d = s.distribution(l.data(), 4, p);
+  EXPECT_EQ(kept_tokens(d), (std::vector<int32_t>{1, 3}));
+  EXPECT_NEAR(d[0].second, 0.4 / 0.7, 1e-6);
+  EXPECT_NEAR(d[1].second, 0.3 / 0.7, 1e-6);
+  p.top_p = 0.75f;
+  EXPECT_EQ(kept_tokens(s.distribution(l.data(), 4, p)), (std::vector<int32_t>{1, 3, 2}));
+  p.top_p = 0.95f;
+  EXPECT_EQ(kept_tokens(s.distribution(l.data(), 4, p)), (std::vector<int32_t>{1, 3, 2, 0}));
+
+  // Equal probabilities: lower index first.
+  const auto flat = log_of({0.25, 0.25, 0.25, 0.25});
+  p.top_p = 0.5f;
+  EXPECT_EQ(kept_tokens(s.distribution(flat.data(), 4, p)), (std::vector<int32_t>{0, 1}));
+
+  // top-k then top-p renormalised over the top-k mass: top-2 = {1 (0.4), 3 (0.3)};
+  // 0.4 / 0.7 = 0.571 < 0.6, so both stay.
+  p.top_k = 2;
+  p.top_p = 0.6f;
+  EXPECT_EQ(kept_tokens(s.distribution(l.data(), 4, p)), (std::vector<int32_t>{1, 3}));
+  p.top_p = 0.55f;
+  EXPECT_EQ(kept_tokens(s.distribution(l.data(), 4, p)), (std::vector<int32_t>{1}));
+}
+
+TEST(Sampler, TopPOnLargeVocabularyMatchesFullSort) {
+  // Exercises the growing partial sort: a flat distribution needs a large nucleus.
+  Sampler s;
+  const int V = 50000;
+  for (double scale : {0.1, 1.0, 4.0}) {
+    auto l = random_logits(V, 7, scale);
+    for (float top_p : {0.1f, 0.5f, 0.9f, 0.99f}) {
+      SamplingParams p;
+      p.top_p = top_p;
+      p.temperature = 0.7f;
+      std::vector<int32_t> order(V);
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return l[a] > l[b]; });
+      std::vector<double> q(V);
+      double z = 0;
+      for (int i = 0; i < V; ++i) z += q[i] = std::exp((l[i] - l[order[0]]) / 0.7);
+      std::vector<int32_t> want;
+      double cum = 0;
+      for (int t : order) {
+        want.push_back(t);
+        cum += q[t];
+        if (cum >= top_p * z) break;
+      }
+      EXPECT_EQ(kept_tokens(s.distribution(l.data(), V, p)), want)
+          << "scale " << scale << " top_p " << top_p;
+    }
+  }
+}
+
+TEST(Sampler, MinPDropsUnlikelyTokens) {
+  Sampler s;
+  const auto l = log_of({0.5, 0.05, 0.3, 0.15});
+  SamplingParams p;
+  p.min_p = 0.2f;  // floor 0.1: drops token 1
+  auto d = s.distribution(l.data(), 4, p);
+  EXPECT_EQ(kept_tokens(d), (std::vector<int32_t>{0, 2, 3}));
+  EXPECT_NEAR(d[0].second, 0.5 / 0.95, 1e-6);
+}
+
+// Pearson chi-square of observed counts against expected probabilities.
+double chi_square(const std::vector<int>& counts, const std::vector<double>& probs, int n) {
+  double x2 = 0;
+  for (size_t i = 0; i < probs.size(); ++i) {
+    const double e = probs[i] * n;
+    if (e > 0) {
+      x2 += (counts[i] - e) * (counts[i] - e) / e;
+    } else {
+      EXPECT_EQ(counts[i], 0) << "token " << i << " has probability 0";
+    }
+  }
+  return x2;
+}
+
+TEST(Sampler, FrequenciesMatchTheDistribution) {
+  Sampler s;
+  const int V = 10, N = 200000;
+  const auto l = random_logits(V, 11, 1.0);
+  struct Case {
+    float temp;
+    int top_k;
+    float top_p;
+  };
+  for (const Case c : {Case{1.0f, 0, 1.0f}, Case{0.5f, 0, 1.0f}, Case{1.5f, 4, 1.0f},
+                       Case{1.0f, 0, 0.8f}}) {
+    // Expected probabilities computed here from the definition, not from the sampler.
+    std::vector<int32_t> order(V);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return l[a] > l[b]; });
+    std::vector<double> q(V, 0.0);
+    const int k = c.top_k > 0 ? c.top_k : V;
+    double z = 0;
+    for (int i = 0; i < k; ++i) z += q[order[i]] = std::exp(l[order[i]] / c.temp);
+    double cum = 0;
+    int keep = 0;
+    while (keep < k) {
+      cum += q[order[keep++]];
+      if (cum >= c.top_p * z) break;
+    }
+    for (int i = keep; i < V; ++i) q[order[i]] = 0;
+    const double zk = std::accumulate(q.begin(), q.end(), 0.0);
+    for (auto& x : q) x /= zk;
+
+    SamplingParams p;
+    p.temperature = c.temp;
+    p.top_k = c.top_k;
+    p.top_p = c.top_p;
+    Rng rng(42);
+    std::vector<int> counts(V, 0);
+    for (int i = 0; i < N; ++i) {
+      const SampledToken t = s.sample(l.data(), V, p, rng);
+      ++counts[t.token];
+      if (i < 50) {
+        EXPECT_NEAR(t.logprob, std::log(q[t.token]), 1e-5);
+      }
+    }
+    // df <= 9: P(chi2_9 > 33.7) = 1e-4.
+    EXPECT_LT(chi_square(counts, q, N), 33.7) << "temperature " << c.temp << " top_k " << c.top_k
+                                              << " top_p " << c.top_p;
+  }
+}
+
+TEST(Sampler, SameSeedSameTokens) {
+  Sampler s;
+  const int V = 300;
+  SamplingParams p;
+  p.temperature = 1.2f;
+  p.top_p = 0.9f;
+  auto run = [&](uint64_t seed) {
+    Rng rng(seed);
+    std::vector<int32_t> out;
+    for (int i = 0; i < 50; ++i) {
+      auto l = random_logits(V, i, 0.5);
+      out.push_back(s.sample(l.data(), V, p, rng).token);
+    }
+    return out;
+  };
+  EXPECT_EQ(run(3), run(3));
+  EXPECT_NE(run(3), run(4));
+}
+
+TEST(Sampler, RawLogprobIsLogSoftmax) {
+  Sampler s;
+  const int V = 777;
+  auto l = random_logits(V, 9);
+  double m = *std::max_element(l.begin(), l.end()), z = 0;
+  for (float x : l) z += std::exp(x - m);
+  SamplingParams p;
+  Rng rng(0);
+  for (float temp : {1.0f, 0.6f}) {
+    p.temperature = temp;
+    p.top_k = temp == 1.0f ? 0 : 20;
+    for (int i = 0; i < 20; ++i) {
+      const SampledToken t = s.sample(l.data(), V, p, rng);
+      EXPECT_NEAR(t.raw_logprob, l[t.token] - m - std::log(z), 1e-5);
+      EXPECT_NEAR(token_logprob(l.data(), V, t.token), l[t.token] - m - std::log(z), 1e-5);
+    }
+  }
+}
+
+TEST(Sampler, RejectsBadParams) {
+  SamplingParams p;
+  p.top_p = 0.0f;
+  EXPECT_THROW(p.validate(), Error);
+  p = {};
+  p.temperature = -1.0f;
+  EXPECT_THROW(p.validate(), Error);
+  p = {};
+  p.top_k = -2;
+  EXPECT_THROW(p.validate(), Error);
+}
+
+// ---- .npy ---------------------------------------------------------------------------------
+
+std::string temp_path(const std::string& name) {
+  return (::testing::TempDir().empty() ? "/tmp/" : ::testing::TempDir()) + "seekr_gen_" +
+         std::to_string(::getpid()) + "_" + name;
+}
+
+TEST(Npy, HeaderBytesAreExact) {
+  const std::string h = npy_header("<f4", {3, 4});
+  const std::string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }";
+  ASSERT_EQ(h.size(), 128u);  // 10 + 60 + 1 rounded up to 64
+  EXPECT_EQ(h.substr(0, 8), std::string("\x93NUMPY\x01\x00", 8));
+  EXPECT_EQ(static_cast<unsigned char>(h[8]) | (static_cast<unsigned char>(h[9]) << 8), 118);
+  EXPECT_EQ(h.substr(10, dict.size()), dict);
+  EXPECT_EQ(h.substr(10 + dict.size()), std::string(128 - 10 - dict.size() - 1, ' ') + "\n");
+  EXPECT_NE(npy_header("<i4", {5}).find("'shape': (5,), }"), std::string::npos);
+  EXPECT_NE(npy_header("<f4", {}).find("'shape': (), }"), std::string::npos);
+  EXPECT_EQ(npy_header("<f4", {123456789, 2, 3, 4, 5, 6, 7, 8, 9}).size() % 64, 0u);
+}
+
+TEST(Npy, RoundTripAndNumpyLoads) {
+  const std::string fpath = temp_path("f.npy"), ipath = temp_path("i.npy");
+  std::vector<float> f(2 * 3 * 5);
+  for (size_t i = 0; i < f.size(); ++i) f[i] = 0.5f * i - 3.25f;
+  std::vector<int32_t> ints = {7, -1, 1 << 30, 0};
+  write_npy(fpath, f.data(), {2, 3, 5});
+  write_npy(ipath, ints.data(), {4});
+  NpyArray a = read_npy(fpath);
+  EXPECT_EQ(a.descr, "<f4");
+  EXPECT_EQ(a.shape, (std::vector<int64_t>{2, 3, 5}));
+  EXPECT_EQ(a.f32, f);
+  NpyArray b = read_npy(ipath);
+  EXPECT_EQ(b.descr, "<i4");
+  EXPECT_EQ(b.shape, (std::vector<int64_t>{4}));
+  EXPECT_EQ(b.i32, ints);
+
+  write_file_atomic(temp_path("bad.npy"), npy_header("<f4", {3}) + std::string(8, '\0'));
+  EXPECT_THROW(read_npy(temp_path("bad.npy")), Error);
+
+  if (std::system("/usr/bin/python3 -c 'import numpy' 2>/dev/null") != 0) {
+    std::remove(fpath.c_str());
+    std::remove(ipath.c_str());
+    GTEST_SKIP() << "/usr/bin/python3 with numpy not available";
+  }
+  const std::string cmd =
+      "/usr/bin/python3 -c \"import numpy as np; a = np.load('" + fpath + "'); b = np.load('" +
+      ipath +
+      "'); import sys; ok = a.dtype == np.float32 and a.shape == (2, 3, 5) and "
+      "float(a[1, 2, 4]) == 0.5 * 29 - 3.25 and b.dtype == np.int32 and "
+      "b.tolist() == [7, -1, 1 << 30, 0]; sys.exit(0 if ok else 1)\"";
+  EXPECT_EQ(std::system(cmd.c_str()), 0);
+  std::remove(fpath.c_str());
+  std::remove(ipath.c_str());
+}
+
+
+// ---- Generation and scoring on a small random model ---------------------------------------
+
+// A tokenizer small enough that the model's vocabulary can equal it (so every sampled id
+// decodes).
+const Tokenizer& test_tokenizer() {
+  static const Tokenizer tok = [] {
+    std::vector<std::string> texts;
+    for (int i = 0; i < 40; ++i)
+      texts.push_back("the quick brown fox jumps over the lazy dog " + std::to_string(i * 37) +
+                      " and then the cat sat on the mat, said the man to the other man.");
+    BpeTrainConfig cfg;
+    cfg.vocab_size = 320;
+    cfg.special_tokens = {"<bos>", "<eos>"};
+    cfg.bos_token = "<bos>";
+    return train_bpe(texts, cfg);
+  }();
+  return tok;
+}
+
+// tiny.json, shrunk so tests run in seconds, with sharper random logits than the default
+// initialisation (near-uniform logits would make greedy choices hinge on rounding).
+ModelConfig test_config() {
+  ModelConfig c = ModelConfig::from_file(std::string(SEEKR_SHARED_DIR) + "/bench-configs/tiny.json");
+  c.vocab_size = test_tokenizer().vocab_size();
+  c.hidden_size = 64;
+  c.intermediate_size = 96;
+  c.moe_intermediate_size = 32;
+  c.num_hidden_layers = 3;
+  c.num_attention_heads = 4;
+  c.kv_lora_rank = 32;
+  c.qk_nope_head_dim = 16;
+  c.qk_rope_head_dim = 8;
+  c.v_head_dim = 16;
+  c.n_routed_experts = 8;
+  c.num_experts_per_tok = 2;
+  c.n_group = 4;
+  c.topk_group = 2;
+  c.max_position_embeddings = 256;
+  c.initializer_range = 0.2;
+  c.eos_token_id = 1;
+  c.bos_token_id = 0;
+  return c;
+}
+
+Model& test_model() {
+  static Model* m = [] {
+    auto* model = new Model(test_config());
+    model->init_weights(1234);
+    return model;
+  }();
+  return *m;
+}
+
+std::vector<int32_t> random_prompt(int len, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<int32_t> p;
+  for (int i = 0; i < len; ++i) p.push_back(static_cast<int32_t>(2 + rng.below(300)));
+  return p;
+}
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double m = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i)
+    m = std::max(m, static_cast<double>(std::fabs(a[i] - b[i])));
+  return m;
+}
+
+double max_abs(const std::vector<float>& a) {
+  double m = 0;
+  for (float x : a) m = std::max(m, static_cast<double>(std::fabs(x)));
+  return m;
+}
+
+TEST(Score, SessionLogitsMatchTrainGraph) {
+  Model& model = test_model();
+  const auto tokens = random_prompt(40, 5);
+  const auto train = logits_train(model, tokens);
+  const auto absorbed = logits_session(model, tokens, AttentionMode::kAbsorbed);
+  const auto naive = logits_session(model, tokens, AttentionMode::kNaive);
+  ASSERT_EQ(train.size(), tokens.size() * model.config().vocab_size);
+  const double scale = max_abs(train);
+  ASSERT_GT(scale, 0.1);  // the logits are not trivially zero
+  EXPECT_LT(max_abs_diff(train, absorbed), 1e-4 * scale);
+  EXPECT_LT(max_abs_diff(train, naive), 1e-4 * scale);
+
+  // Per-token log-probs from the logits, against a direct log-softmax.
+  const int V = model.config().vocab_size;
+  const ScoreResult r = score_from_logits(train.data(), V, tokens);
+  ASSERT_EQ(r.logprobs.size(), tokens.size() - 1);
+  double total = 0;
+  for (size_t t = 1; t < tokens.size(); ++t) {
+    const float* row = train.data() + (t - 1) * V;
+    double m = *std::max_element(row, row + V), z = 0;
+    for (int v = 0; v < V; ++v) z += std::exp(row[v] - m);
+    const double want = row[tokens[t]] - m - std::log(z);
+    EXPECT_NEAR(r.logprobs[t - 1], want, 1e-5);
+    total += want;
+  }
+  EXPECT_NEAR(r.total_logprob, total, 1e-3);
+  EXPECT_NEAR(r.mean_nll(), -total / (tokens.size() - 1), 1e-4);
+  EXPECT_NEAR(r.perplexity(), std::exp(-total / (tokens.size() - 1)), 1e-3 * r.perplexity());
+}
+
+TEST(Score, DecodingOneTokenAtATimeMatchesPrefill) {
+  // Logits for the same tokens fed one per call (decode) vs all at once (prefill).
+  Model& model = test_model();
+  const int V = model.config().vocab_size;
+  const auto tokens = random_prompt(24, 6);
+  const auto full = logits_session(model, tokens);
+  InferenceSession s(model, 2, 32);
+  std::vector<float> step(static_cast<size_t>(tokens.size()) * V);
+  for (int i = 0; i < static_cast<int>(tokens.size()); ++i) {
+    const int32_t slot = 1;
+    s.forward(&tokens[i], &slot, &i, 1, step.data() + static_cast<size_t>(i) * V);
+  }
+  EXPECT_LT(max_abs_diff(full, step), 1e-4 * max_abs(full));
+}
+
+std::vector<GenerationRequest> mixed_requests(const SamplingParams& sp) {
+  std::vector<GenerationRequest> reqs;
+  const int lens[] = {5, 17, 1, 9, 30};
+  const int news[] = {12, 7, 20, 15, 3};
+  for (int i = 0; i < 5; ++i) {
+    GenerationRequest r;
+    r.prompt = random_prompt(lens[i], 100 + i);
+    r.max_new_tokens = news[i];
+    r.sampling = sp;
+    r.seed = 1000 + 17 * i;
+    reqs.push_back(r);
+  }
+  return reqs;
+}
+
+void expect_same_results(const GenerationResult& a, const GenerationResult& b, int i) {
+  EXPECT_EQ(a.tokens, b.tokens) << "sequence " << i;
+  EXPECT_EQ(a.finish, b.finish) << "sequence " << i;
+  ASSERT_EQ(a.raw_logprobs.size(), b.raw_logprobs.size());
+  for (size_t t = 0; t < a.raw_logprobs.size(); ++t) {
+    EXPECT_NEAR(a.raw_logprobs[t], b.raw_logprobs[t], 1e-4) << "sequence " << i << " token " << t;
+    EXPECT_NEAR(a.logprobs[t], b.logprobs[t], 1e-4) << "sequence " << i << " token " << t;
+  }
+}
+
+TEST(Generate, BatchedEqualsOneByOne) {
+  Model& model = test_model();
+  SamplingParams greedy;
+  greedy.temperature = 0.0f;
+  SamplingParams sampled;
+  sampled.temperature = 0.9f;
+  sampled.top_k = 50;
+  sampled.top_p = 0.95f;
+  for (const SamplingParams& sp : {greedy, sampled}) {
+    const auto reqs = mixed_requests(sp);
+    GenerateOptions all;
+    const GenerationOutput batched = generate(model, reqs, all);
+    GenerateOptions two;  // slots are reused as sequences finish
+    two.max_batch = 2;
+    two.max_prefill_tokens = 1;
+    const GenerationOutput pairs = generate(model, reqs, two);
+    ASSERT_EQ(batched.results.size(), reqs.size());
+    EXPECT_EQ(batched.stats.max_batch, 5);
+    EXPECT_EQ(pairs.stats.max_batch, 2);
+    EXPECT_EQ(pairs.stats.prefill_calls, 5);
+    EXPECT_EQ(batched.stats.prefill_calls, 1);
+    int64_t generated = 0;
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      const GenerationOutput alone = generate(model, {reqs[i]});
+      ASSERT_EQ(alone.results.size(), 1u);
+      EXPECT_EQ(static_cast<int>(alone.results[0].tokens.size()), reqs[i].max_new_tokens);
+      EXPECT_EQ(alone.results[0].finish, FinishReason::kLength);
+      expect_same_results(batched.results[i], alone.results[0], i);
+      expect_same_results(pairs.results[i], alone.results[0], i);
+      generated += reqs[i].max_new_tokens;
+      // Greedy's first token is the argmax of the prompt's last logits row.
+      if (sp.greedy()) {
+        const auto lg = logits_session(model, reqs[i].prompt);
+        const int V = model.config().vocab_size;
+        const float* last = lg.data() + (reqs[i].prompt.size() - 1) * V;
+        EXPECT_EQ(alone.results[0].tokens[0], std::max_element(last, last + V) - last);
+      }
+    }
+    EXPECT_EQ(batched.stats.generated_tokens, generated);
+    EXPECT_EQ(batched.stats.decode_tokens, generated - 5);  // each first token comes from prefill
+  }
+}
+
+TEST(Generate, SampledTokensFollowTheirLogprobs) {
+  // Generated tokens re-scored by the training forward give the same raw log-probs.
+  Model& model = test_model();
+  GenerationRequest r;
+  r.prompt = random_prompt(8, 77);
+  r.max_new_tokens = 20;
+  r.sampling.temperature = 1.0f;
+  r.seed = 5;
+  const GenerationResult g = generate(model, {r}).results[0];
+  std::vector<int32_t> all = r.prompt;
+  all.insert(all.end(), g.tokens.begin(), g.tokens.end());
+  const auto lg = logits_train(model, all);
+  const ScoreResult s = score_from_logits(lg.data(), model.config().vocab_size, all);
+  for (size_t t = 0; t < g.tokens.size(); ++t) {
+    EXPECT_NEAR(g.raw_logprobs[t], s.logprobs[r.prompt.size() - 1 + t], 1e-4) << t;
+    EXPECT_FLOAT_EQ(g.logprobs[t], g.raw_logprobs[t]);  // temperature 1, no truncation
+  }
+}
+
+TEST(Generate, NSamplesEqualSeparateSeeds) {
+  Model& model = test_model();
+  GenerationRequest r;
+  r.prompt = random_prompt(6, 3);
+  r.max_new_tokens = 10;
+  r.sampling.temperature = 1.0f;
+  r.seed = 40;
+  r.n = 3;
+  const GenerationOutput out = generate(model, {r});
+  ASSERT_EQ(out.results.size(), 3u);
+  for (int j = 0; j < 3; ++j) {
+    GenerationRequest one = r;
+    one.n = 1;
+    one.seed = 40 + j;
+    EXPECT_EQ(out.results[j].sample, j);
+    expect_same_results(out.results[j], generate(model, {one}).results[0], j);
+  }
+  EXPECT_NE(out.results[0].tokens, out.results[1].tokens);
+}
+
+TEST(Generate, AbsorbedEqualsNaive) {
+  Model& model = test_model();
+  SamplingParams greedy;
+  greedy.temperature = 0.0f;
+  const auto reqs = mixed_requests(greedy);
+  GenerateOptions naive;
+  naive.attention = AttentionMode::kNaive;
+  const GenerationOutput a = generate(model, reqs);
+  const GenerationOutput b = generate(model, reqs, naive);
+  EXPECT_LT(a.stats.cache_bytes_per_token, b.stats.cache_bytes_per_token);
+  for (size_t i = 0; i < reqs.size(); ++i) expect_same_results(a.results[i], b.results[i], i);
+}
+
+// The smallest number of leading tokens whose decoded bytes contain `needle`.
+size_t tokens_until(const std::vector<int32_t>& toks, const std::string& needle) {
+  std::string bytes;
+  for (size_t i = 0; i < toks.size(); ++i) {
+    bytes += test_tokenizer().decode_bytes(std::span<const int32_t>(&toks[i], 1));
+    if (bytes.find(needle) != std::string::npos) return i + 1;
+  }
+  return toks.size() + 1;
+}
+
+TEST(Generate, StopStringsAndStopTokens) {
+  Model& model = test_model();
+  const Tokenizer& tok = test_tokenizer();
+  GenerateOptions opt;
+  opt.tokenizer = &tok;
+  GenerationRequest r;
+  r.prompt = tok.encode("the quick brown", true);
+  r.max_new_tokens = 60;
+  r.sampling.temperature = 0.0f;
+  const GenerationResult full = generate(model, {r}, opt).results[0];
+  ASSERT_EQ(full.tokens.size(), 60u);
+  EXPECT_EQ(full.text, tok.decode(full.tokens));
+
+  // A 3-byte printable stop string from the middle of the text; it may span tokens.
+  std::string bytes;
+  for (int32_t t : full.tokens) bytes += tok.decode_bytes(std::span<const int32_t>(&t, 1));
+  std::string stop;
+  for (size_t a = 8; a + 3 <= bytes.size() && stop.empty(); ++a)
+    if (std::all_of(bytes.begin() + a, bytes.begin() + a + 3, [](char c) { return c >= 0x20 && c < 0x7f; }))
+      stop = bytes.substr(a, 3);
+  ASSERT_FALSE(stop.empty()) << "no printable text in the greedy output";
+  const size_t n_stop = tokens_until(full.tokens, stop);
+  ASSERT_LE(n_stop, full.tokens.size());
+
+  GenerationRequest rs = r;
+  rs.stop_strings = {"this never occurs \x01", stop};
+  std::string streamed;
+  GenerateOptions sopt = opt;
+  sopt.on_text = [&](int seq, std::string_view piece) {
+    EXPECT_EQ(seq, 0);
+    streamed += piece;
+  };
+  const GenerationResult cut = generate(model, {rs}, sopt).results[0];
+  EXPECT_EQ(cut.finish, FinishReason::kStopString);
+  EXPECT_EQ(cut.stop_string, stop);
+  EXPECT_EQ(cut.tokens, std::vector<int32_t>(full.tokens.begin(), full.tokens.begin() + n_stop));
+  const std::string full_text = tok.decode(full.tokens);
+  EXPECT_EQ(cut.text, full_text.substr(0, full_text.find(stop)));
+  EXPECT_EQ(streamed, bytes.substr(0, bytes.find(stop)));
+
+  // Streaming without stop strings gives exactly the decoded bytes.
+  streamed.clear();
+  generate(model, {r}, sopt);
+  EXPECT_EQ(streamed, bytes);
+
+  // Stop token: the 6th generated token, at its first occurrence.
+  GenerationRequest rt = r;
+  const int32_t stop_tok = full.tokens[5];
+  rt.stop_tokens = {stop_tok};
+  const size_t first = std::find(full.tokens.begin(), full.tokens.end(), stop_tok) - full.tokens.begin();
+  const GenerationResult st = generate(model, {rt}, opt).results[0];
+  EXPECT_EQ(st.finish, FinishReason::kStopToken);
+  EXPECT_EQ(st.stop_token, stop_tok);
+  const std::vector<int32_t> want(full.tokens.begin(), full.tokens.begin() + first + 1);
+  EXPECT_EQ(st.tokens, want);
+  EXPECT_EQ(st.text, tok.decode(std::span<const int32_t>(want).first(first)));
+}
+
+TEST(Generate, ContextFullAndBadRequests) {
+  Model& model = test_model();
+  GenerationRequest r;
+  r.prompt = random_prompt(10, 1);
+  r.max_new_tokens = 50;
+  r.sampling.temperature = 0.0f;
+  GenerateOptions opt;
+  opt.max_len = 16;  // room for 10 prompt + 6 fed tokens: 7 sampled
+  const GenerationResult g = generate(model, {r}, opt).results[0];
+  EXPECT_EQ(g.finish, FinishReason::kContextFull);
+  EXPECT_EQ(g.tokens.size(), 7u);
+  const std::vector<int32_t> unbounded = generate(model, {r}).results[0].tokens;
+  EXPECT_EQ(g.tokens, std::vector<int32_t>(unbounded.begin(), unbounded.begin() + 7));
+
+  GenerationRequest zero = r;
+  zero.max_new_tokens = 0;
+  const GenerationOutput z = generate(model, {zero});
+  EXPECT_TRUE(z.results[0].tokens.empty());
+  EXPECT_EQ(z.stats.prompt_tokens, 0);
+
+  GenerationRequest bad = r;
+  bad.prompt.clear();
+  EXPECT_THROW(generate(model, {bad}), Error);
+  bad = r;
+  bad.prompt[3] = model.config().vocab_size;
+  EXPECT_THROW(generate(model, {bad}), Error);
+  bad = r;
+  bad.stop_strings = {"x"};
+  EXPECT_THROW(generate(model, {bad}), Error);  // no tokenizer
+  bad = r;
+  bad.prompt = random_prompt(20, 2);
+  EXPECT_THROW(generate(model, {bad}, opt), Error);  // longer than max_len
+}
+
+TEST(Generate, ChatPromptFallsBackToR1ZeroTemplate) {
+  const std::string p = chat_prompt(test_tokenizer(), "What is 2+2?");
+  EXPECT_EQ(p.rfind("A conversation between User and Assistant.", 0), 0u);
+  EXPECT_NE(p.find("User: What is 2+2?. Assistant:"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace seekr
