@@ -27,7 +27,8 @@ std::vector<float> randn(size_t n, uint64_t seed, double stdev = 1.0) {
 }
 
 void set_flops(benchmark::State& st, double flops_per_iter) {
-  st.counters["FLOP/s"] = benchmark::Counter(flops_per_iter, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["FLOP/s"] =
+      benchmark::Counter(flops_per_iter, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // Args: rows, in, out. Forward y = x·wᵀ.
@@ -61,19 +62,19 @@ void BM_MatmulBackward(benchmark::State& st) {
 // ~N·k/E rows it receives, LM head).
 void MatmulShapes(benchmark::internal::Benchmark* b) {
   const int tiny[][3] = {
-      {kRows, 256, 384},         // q (no q LoRA): hidden → H·(nope+rope)
-      {kRows, 256, 80},          // kv_a: hidden → kv_lora + rope
-      {kRows, 64, 512},          // kv_b: kv_lora → H·(nope+v)
-      {kRows, 256, 256},         // o: H·v → hidden
-      {kRows, 256, 768},         // dense gate / up
-      {kRows, 768, 256},         // dense down
+      {kRows, 256, 384},           // q (no q LoRA): hidden → H·(nope+rope)
+      {kRows, 256, 80},            // kv_a: hidden → kv_lora + rope
+      {kRows, 64, 512},            // kv_b: kv_lora → H·(nope+v)
+      {kRows, 256, 256},           // o: H·v → hidden
+      {kRows, 256, 768},           // dense gate / up
+      {kRows, 768, 256},           // dense down
       {kRows * 4 / 16, 256, 128},  // one routed expert, gate/up
-      {kRows, 256, 4096},        // LM head
+      {kRows, 256, 4096},          // LM head
   };
   const int small[][3] = {
-      {kRows, 512, 192},  {kRows, 192, 768},  {kRows, 512, 160},   {kRows, 128, 1024},
-      {kRows, 512, 512},  {kRows, 512, 1536}, {kRows, 1536, 512},  {kRows * 4 / 32, 512, 256},
-      {kRows, 512, 16384},
+      {kRows, 512, 192},  {kRows, 192, 768},          {kRows, 512, 160},
+      {kRows, 128, 1024}, {kRows, 512, 512},          {kRows, 512, 1536},
+      {kRows, 1536, 512}, {kRows * 4 / 32, 512, 256}, {kRows, 512, 16384},
   };
   for (const auto& s : tiny) b->Args({s[0], s[1], s[2]});
   for (const auto& s : small) b->Args({s[0], s[1], s[2]});
@@ -97,7 +98,10 @@ void BM_RmsNorm(benchmark::State& st) {
   }
   st.SetBytesProcessed(int64_t(st.iterations()) * N * d * sizeof(float) * (backward ? 4 : 2));
 }
-BENCHMARK(BM_RmsNorm)->ArgsProduct({{256, 512}, {0, 1}})->ArgNames({"d", "bwd"})->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_RmsNorm)
+    ->ArgsProduct({{256, 512}, {0, 1}})
+    ->ArgNames({"d", "bwd"})
+    ->Unit(benchmark::kMicrosecond);
 
 void BM_Swiglu(benchmark::State& st) {
   const int64_t n = int64_t(kRows) * st.range(0);
@@ -114,7 +118,10 @@ void BM_Swiglu(benchmark::State& st) {
   }
   st.SetBytesProcessed(int64_t(st.iterations()) * n * sizeof(float) * (backward ? 5 : 3));
 }
-BENCHMARK(BM_Swiglu)->ArgsProduct({{768, 1536}, {0, 1}})->ArgNames({"I", "bwd"})->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Swiglu)
+    ->ArgsProduct({{768, 1536}, {0, 1}})
+    ->ArgNames({"I", "bwd"})
+    ->Unit(benchmark::kMicrosecond);
 
 // Args: T, dqk, dv (H = 8, B = kRows / T). FLOPs counted for the causal half: QKᵀ and PV.
 void BM_Attention(benchmark::State& st) {
@@ -152,11 +159,17 @@ void BM_CrossEntropy(benchmark::State& st) {
   for (int n = 0; n < N; ++n) t[n] = (n * 7919) % V;
   std::vector<float> d(logits.size());
   for (auto _ : st) {
-    benchmark::DoNotOptimize(cross_entropy_forward_backward(logits.data(), t.data(), d.data(), N, V, 1.0f / N));
+    benchmark::DoNotOptimize(
+        cross_entropy_forward_backward(logits.data(), t.data(), d.data(), N, V, 1.0f / N));
   }
   st.SetBytesProcessed(int64_t(st.iterations()) * N * V * sizeof(float) * 2);
 }
-BENCHMARK(BM_CrossEntropy)->Arg(4096)->Arg(16384)->ArgNames({"V"})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_CrossEntropy)
+    ->Arg(4096)
+    ->Arg(16384)
+    ->ArgNames({"V"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 }  // namespace seekr

@@ -25,7 +25,9 @@ Vec randn(size_t n, uint64_t seed, double stdev = 1.0) {
   return v;
 }
 
-DVec to_double(const Vec& v) { return DVec(v.begin(), v.end()); }
+DVec to_double(const Vec& v) {
+  return DVec(v.begin(), v.end());
+}
 
 // max|a − b| / max|b|: one number per array, scale-free.
 template <typename A, typename B>
@@ -230,7 +232,10 @@ struct RopeTables {
   int half, max_pos;
   Vec inv_freq, cos_t, sin_t;
   RopeTables(int d, int max_pos, float mscale, float theta = 10000.0f)
-      : half(d / 2), max_pos(max_pos), inv_freq(half), cos_t(size_t(max_pos) * half),
+      : half(d / 2),
+        max_pos(max_pos),
+        inv_freq(half),
+        cos_t(size_t(max_pos) * half),
         sin_t(cos_t.size()) {
     for (int i = 0; i < half; ++i) inv_freq[i] = std::pow(theta, -2.0f * i / d);
     rope_tables(inv_freq.data(), half, max_pos, mscale, cos_t.data(), sin_t.data());
@@ -370,10 +375,20 @@ struct AttnCase {
   int q_off, k_off, v_off;
   Vec q, k, v;
   AttnCase(int B, int T, int H, int dqk, int dv, int pad, uint64_t seed)
-      : s{B, T, H, dqk, dv, H * dqk + pad, H * dqk + 2 * pad, H * dv + 3 * pad,
+      : s{B,
+          T,
+          H,
+          dqk,
+          dv,
+          H * dqk + pad,
+          H * dqk + 2 * pad,
+          H * dv + 3 * pad,
           1.0f / std::sqrt(float(dqk))},
-        q_off(pad ? 1 : 0), k_off(pad ? 2 : 0), v_off(pad ? 3 : 0),
-        q(randn(size_t(B) * T * s.q_stride, seed)), k(randn(size_t(B) * T * s.k_stride, seed + 1)),
+        q_off(pad ? 1 : 0),
+        k_off(pad ? 2 : 0),
+        v_off(pad ? 3 : 0),
+        q(randn(size_t(B) * T * s.q_stride, seed)),
+        k(randn(size_t(B) * T * s.k_stride, seed + 1)),
         v(randn(size_t(B) * T * s.v_stride, seed + 2)) {}
   size_t probs_size() const { return size_t(s.B) * s.H * s.T * s.T; }
   size_t out_size() const { return size_t(s.B) * s.T * s.H * s.dv; }
@@ -386,7 +401,10 @@ struct AttnCase {
 
 const int kAttnShapes[][6] = {
     // B, T, H, dqk, dv, pad
-    {1, 1, 1, 1, 1, 0}, {1, 1, 2, 5, 3, 3}, {2, 7, 3, 17, 5, 2}, {1, 130, 2, 24, 16, 1},
+    {1, 1, 1, 1, 1, 0},
+    {1, 1, 2, 5, 3, 3},
+    {2, 7, 3, 17, 5, 2},
+    {1, 130, 2, 24, 16, 1},
     {2, 64, 4, 48, 32, 0}};
 
 TEST(Attention, ForwardMatchesRefAndProbsAreCausalRows) {
@@ -433,7 +451,8 @@ TEST(Attention, BackwardMatchesRefAndWritesOnlyHeadSlices) {
       return g;
     };
     const AttentionShape& s = a.s;
-    Vec dq = init(a.q, s.q_stride, a.q_off, s.H, s.dqk), dk = init(a.k, s.k_stride, a.k_off, s.H, s.dqk);
+    Vec dq = init(a.q, s.q_stride, a.q_off, s.H, s.dqk),
+        dk = init(a.k, s.k_stride, a.k_off, s.H, s.dqk);
     Vec dv = init(a.v, s.v_stride, a.v_off, s.H, s.dv);
     Vec dqr = dq, dkr = dk, dvr = dv;
     attention_backward(s, q, k, v, P.data(), dO.data(), dq.data() + a.q_off, dk.data() + a.k_off,
@@ -488,8 +507,8 @@ TEST(Attention, BackwardLeavesPaddingUntouched) {
 }
 
 // Double-precision causal attention over the same strided layout, for finite differences.
-DVec attention_double(const AttentionShape& s, const DVec& q, const DVec& k, const DVec& v,
-                      int qo, int ko, int vo) {
+DVec attention_double(const AttentionShape& s, const DVec& q, const DVec& k, const DVec& v, int qo,
+                      int ko, int vo) {
   DVec out(size_t(s.B) * s.T * s.H * s.dv, 0.0);
   for (int b = 0; b < s.B; ++b)
     for (int h = 0; h < s.H; ++h)
@@ -516,7 +535,8 @@ DVec attention_double(const AttentionShape& s, const DVec& q, const DVec& k, con
 }
 
 TEST(Attention, BackwardMatchesFiniteDifferences) {
-  for (const auto& c : {std::array<int, 6>{2, 5, 2, 3, 4, 2}, std::array<int, 6>{1, 70, 1, 2, 2, 1}}) {
+  for (const auto& c :
+       {std::array<int, 6>{2, 5, 2, 3, 4, 2}, std::array<int, 6>{1, 70, 1, 2, 2, 1}}) {
     AttnCase a(c[0], c[1], c[2], c[3], c[4], c[5], 60);
     const AttentionShape& s = a.s;
     const Vec r = randn(a.out_size(), 61);

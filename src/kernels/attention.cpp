@@ -44,8 +44,8 @@ struct HeadView {
   int64_t bh;      // b*H + h
 };
 
-HeadView head_view(const AttentionShape& s, const float* q, const float* k, const float* v,
-                   int b, int h) {
+HeadView head_view(const AttentionShape& s, const float* q, const float* k, const float* v, int b,
+                   int h) {
   const int64_t row0 = static_cast<int64_t>(b) * s.T;
   return {q + row0 * s.q_stride + static_cast<int64_t>(h) * s.dqk,
           k + row0 * s.k_stride + static_cast<int64_t>(h) * s.dqk,
@@ -125,8 +125,8 @@ void attention_backward(const AttentionShape& s, const float* q, const float* k,
         // dV[0:i1] (+)= P[i0:i1, 0:i1]ᵀ · dO[i0:i1]
         gemm(true, false, i1, s.dv, rows, 1.0f, Pb, T, dOb, out_stride, beta, dV, s.v_stride);
         // dP[i0:i1, 0:i1] = dO[i0:i1] · V[0:i1]ᵀ   -> dS, ld = i1
-        gemm(false, true, rows, i1, s.dv, 1.0f, dOb, out_stride, hv.v, s.v_stride, 0.0f,
-             dS.data(), i1);
+        gemm(false, true, rows, i1, s.dv, 1.0f, dOb, out_stride, hv.v, s.v_stride, 0.0f, dS.data(),
+             i1);
         for (int r = 0; r < rows; ++r) {
           const float* p = Pb + static_cast<int64_t>(r) * T;
           float* d = dS.data() + static_cast<int64_t>(r) * i1;

@@ -64,8 +64,8 @@ void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int 
 }
 
 // With y = x·r·w and r = (mean(x²)+eps)^-½:  dx = r·(dy⊙w) − x·r³·Σ(dy⊙w⊙x)/d,  dw += dy⊙x·r.
-void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd,
-                      float* dx, float* dw, int N, int d, float beta) {
+void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd, float* dx,
+                      float* dw, int N, int d, float beta) {
   for (int n = 0; n < N; ++n) {
     const int64_t off = static_cast<int64_t>(n) * d;
     const float *dyr = dy + off, *xr = x + off;
@@ -92,7 +92,8 @@ void rmsnorm_backward(const float* dy, const float* x, const float* w, const flo
       g = _mm256_fnmadd_ps(vx, vc, g);
       if (beta != 0.0f) g = _mm256_fmadd_ps(vb, _mm256_loadu_ps(dxr + j), g);
       _mm256_storeu_ps(dxr + j, g);
-      _mm256_storeu_ps(dw + j, _mm256_fmadd_ps(_mm256_mul_ps(vdy, vx), vr, _mm256_loadu_ps(dw + j)));
+      _mm256_storeu_ps(dw + j,
+                       _mm256_fmadd_ps(_mm256_mul_ps(vdy, vx), vr, _mm256_loadu_ps(dw + j)));
     }
 #endif
     for (; j < d; ++j) {
@@ -122,8 +123,8 @@ void rope_tables(const float* inv_freq, int half_dim, int max_pos, float mscale,
 namespace {
 // Rotates every (x[2i], x[2i+1]) pair by ±angle; sign = -1 applies the transpose, which is the
 // exact gradient of the forward rotation (and its inverse when mscale = 1).
-void rope_apply(float* x, const int32_t* pos, int N, int heads, int d, int stride,
-                int head_stride, const float* cos_t, const float* sin_t, float sign) {
+void rope_apply(float* x, const int32_t* pos, int N, int heads, int d, int stride, int head_stride,
+                const float* cos_t, const float* sin_t, float sign) {
   SEEKR_CHECK(d % 2 == 0, "rope dim must be even, got ", d);
   const int half = d / 2;
   for (int n = 0; n < N; ++n) {
@@ -191,7 +192,6 @@ void swiglu_backward(const float* da, const float* g, const float* u, float* dg,
 // ---- losses ------------------------------------------------------------------------------
 // The row max m and Σ exp(x − m) are kept apart instead of one float log-sum-exp, so x − m stays
 // exact: at |x| ~ 1e4 a float lse alone is off by ~1e-3.
-
 
 double cross_entropy_forward_backward(const float* logits, const int32_t* targets, float* dlogits,
                                       int N, int V, float scale) {

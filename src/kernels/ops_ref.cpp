@@ -14,10 +14,10 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
     for (int j = 0; j < N; ++j) {
       double acc = 0.0;
       for (int p = 0; p < K; ++p) {
-        const float a = trans_a ? A[static_cast<int64_t>(p) * lda + i]
-                                : A[static_cast<int64_t>(i) * lda + p];
-        const float b = trans_b ? B[static_cast<int64_t>(j) * ldb + p]
-                                : B[static_cast<int64_t>(p) * ldb + j];
+        const float a =
+            trans_a ? A[static_cast<int64_t>(p) * lda + i] : A[static_cast<int64_t>(i) * lda + p];
+        const float b =
+            trans_b ? B[static_cast<int64_t>(j) * ldb + p] : B[static_cast<int64_t>(p) * ldb + j];
         acc += static_cast<double>(a) * b;
       }
       float& c = C[static_cast<int64_t>(i) * ldc + j];
@@ -48,12 +48,13 @@ void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int 
     for (int j = 0; j < d; ++j) ss += static_cast<double>(xr[j]) * xr[j];
     const double r = 1.0 / std::sqrt(ss / d + eps);
     rstd[n] = static_cast<float>(r);
-    for (int j = 0; j < d; ++j) y[static_cast<int64_t>(n) * d + j] = static_cast<float>(xr[j] * r * w[j]);
+    for (int j = 0; j < d; ++j)
+      y[static_cast<int64_t>(n) * d + j] = static_cast<float>(xr[j] * r * w[j]);
   }
 }
 
-void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd,
-                      float* dx, float* dw, int N, int d, float beta) {
+void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd, float* dx,
+                      float* dw, int N, int d, float beta) {
   for (int n = 0; n < N; ++n) {
     const int64_t off = static_cast<int64_t>(n) * d;
     const double r = rstd[n];
@@ -125,10 +126,18 @@ void attention_backward(const AttentionShape& s, const float* q, const float* k,
   for (int b = 0; b < s.B; ++b) {
     for (int h = 0; h < s.H; ++h) {
       const float* P = probs + (static_cast<int64_t>(b) * s.H + h) * T * T;
-      auto Q = [&](int t, int c) { return q[(static_cast<int64_t>(b) * T + t) * s.q_stride + h * s.dqk + c]; };
-      auto K = [&](int t, int c) { return k[(static_cast<int64_t>(b) * T + t) * s.k_stride + h * s.dqk + c]; };
-      auto Vv = [&](int t, int c) { return v[(static_cast<int64_t>(b) * T + t) * s.v_stride + h * s.dv + c]; };
-      auto dO = [&](int t, int c) { return dout[(static_cast<int64_t>(b) * T + t) * out_stride + h * s.dv + c]; };
+      auto Q = [&](int t, int c) {
+        return q[(static_cast<int64_t>(b) * T + t) * s.q_stride + h * s.dqk + c];
+      };
+      auto K = [&](int t, int c) {
+        return k[(static_cast<int64_t>(b) * T + t) * s.k_stride + h * s.dqk + c];
+      };
+      auto Vv = [&](int t, int c) {
+        return v[(static_cast<int64_t>(b) * T + t) * s.v_stride + h * s.dv + c];
+      };
+      auto dO = [&](int t, int c) {
+        return dout[(static_cast<int64_t>(b) * T + t) * out_stride + h * s.dv + c];
+      };
       std::vector<double> gq(static_cast<size_t>(T) * s.dqk, 0.0), gk(gq.size(), 0.0);
       std::vector<double> gv(static_cast<size_t>(T) * s.dv, 0.0);
       for (int i = 0; i < T; ++i) {
@@ -155,11 +164,14 @@ void attention_backward(const AttentionShape& s, const float* q, const float* k,
       for (int t = 0; t < T; ++t) {
         const int64_t row = static_cast<int64_t>(b) * T + t;
         for (int c = 0; c < s.dqk; ++c) {
-          dq[row * s.q_stride + h * s.dqk + c] = static_cast<float>(gq[static_cast<size_t>(t) * s.dqk + c]);
-          dk[row * s.k_stride + h * s.dqk + c] = static_cast<float>(gk[static_cast<size_t>(t) * s.dqk + c]);
+          dq[row * s.q_stride + h * s.dqk + c] =
+              static_cast<float>(gq[static_cast<size_t>(t) * s.dqk + c]);
+          dk[row * s.k_stride + h * s.dqk + c] =
+              static_cast<float>(gk[static_cast<size_t>(t) * s.dqk + c]);
         }
         for (int c = 0; c < s.dv; ++c) {
-          dv[row * s.v_stride + h * s.dv + c] = static_cast<float>(gv[static_cast<size_t>(t) * s.dv + c]);
+          dv[row * s.v_stride + h * s.dv + c] =
+              static_cast<float>(gv[static_cast<size_t>(t) * s.dv + c]);
         }
       }
     }
@@ -185,7 +197,8 @@ double cross_entropy_forward_backward(const float* logits, const int32_t* target
     const double lse = mx + std::log(sum);
     loss += lse - row[t];
     for (int j = 0; j < V; ++j) {
-      dlogits[off + j] = static_cast<float>(scale * (std::exp(row[j] - lse) - (j == t ? 1.0 : 0.0)));
+      dlogits[off + j] =
+          static_cast<float>(scale * (std::exp(row[j] - lse) - (j == t ? 1.0 : 0.0)));
     }
   }
   return loss;
