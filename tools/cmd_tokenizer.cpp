@@ -1,0 +1,211 @@
+// seekr tokenizer {encode, decode, train}: byte-level BPE tokenizers in HF tokenizer.json format.
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "args.h"
+#include "command.h"
+#include "core/check.h"
+#include "core/file_io.h"
+#include "tokenizer/tokenizer.h"
+
+namespace seekr::cli {
+namespace {
+
+const char* kUsage =
+    "usage: seekr tokenizer <encode|decode|train> [options]\n"
+    "\n"
+    "Byte-level BPE tokenizers stored as Hugging Face tokenizer.json files; encoding matches the\n"
+    "HF tokenizers library id for id (e.g. DeepSeek-V3's tokenizer.json).\n"
+    "\n"
+    "  encode --tokenizer FILE [--add-special-tokens] [--jsonl] [FILES...]\n"
+    "      Prints one JSON array of ids per document. A document is a whole file (or all of\n"
+    "      stdin when no FILES are given); with --jsonl, each input line is a JSON object whose\n"
+    "      \"text\" field is one document. --add-special-tokens applies the tokenizer's\n"
+    "      post_processor (e.g. a BOS id from TemplateProcessing).\n"
+    "\n"
+    "  decode --tokenizer FILE [--skip-special-tokens] [--jsonl] [FILES...]\n"
+    "      Reads JSON lines, each an array of ids (or an object with an \"ids\" array), and\n"
+    "      prints each decoded document followed by a newline; with --jsonl prints\n"
+    "      {\"text\": ...} lines instead, which `encode --jsonl` reads back.\n"
+    "\n"
+    "  train --vocab-size N --out FILE [--special LIST] [--bos TOKEN] [--min-frequency K]\n"
+    "        [--jsonl] FILES...\n"
+    "      Learns a byte-level BPE vocabulary of N tokens (special tokens, then the 256 bytes,\n"
+    "      then merges) with DeepSeek-V3's pre-tokenizer; deterministic. LIST is\n"
+    "      comma-separated, e.g. \"<｜begin▁of▁sentence｜>,<｜end▁of▁sentence｜>\"; specials get\n"
+    "      ids 0.. in that order. --bos makes `encode --add-special-tokens` prepend that special.\n"
+    "      Pairs seen fewer than K times (default 2) are not merged. The output is written\n"
+    "      atomically.\n";
+
+// Boolean flags are rewritten to --flag=true so a following file name is never taken as
+// their value.
+std::vector<std::string> normalise_flags(int argc, char** argv, std::vector<std::string> flags) {
+  std::vector<std::string> out;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    for (const auto& f : flags)
+      if (a == "--" + f) a += "=true";
+    out.push_back(a);
+  }
+  return out;
+}
+
+struct Argv {
+  std::vector<std::string> strs;
+  std::vector<char*> ptrs;
+  explicit Argv(std::vector<std::string> s) : strs(std::move(s)) {
+    for (auto& x : strs) ptrs.push_back(x.data());
+  }
+  int argc() { return static_cast<int>(ptrs.size()); }
+  char** argv() { return ptrs.data(); }
+};
+
+std::string read_stdin() {
+  std::ostringstream ss;
+  ss << std::cin.rdbuf();
+  return ss.str();
+}
+
+// Calls fn(text) for every document in the inputs (see kUsage).
+template <typename Fn>
+void for_each_document(const std::vector<std::string>& files, bool jsonl, Fn fn) {
+  auto handle = [&](const std::string& content, const std::string& name) {
+    if (!jsonl) return fn(content);
+    std::istringstream in(content);
+    size_t lineno = 0;
+    for (std::string line; std::getline(in, line);) {
+      ++lineno;
+      if (line.empty() || line == "\r") continue;
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(line);
+      } catch (const nlohmann::json::exception& e) {
+        throw Error(str_cat(name, ":", lineno, ": not valid JSON: ", e.what()));
+      }
+      SEEKR_REQUIRE(j.is_object() && j.contains("text") && j["text"].is_string(), name, ":", lineno,
+                    ": expected an object with a string field \"text\"");
+      fn(j["text"].get<std::string>());
+    }
+  };
+  if (files.empty()) return handle(read_stdin(), "<stdin>");
+  for (const auto& f : files) handle(read_file(f), f);
+}
+
+int encode(int argc, char** argv) {
+  Argv a(normalise_flags(argc, argv, {"add-special-tokens", "jsonl"}));
+  Args args(a.argc(), a.argv(), kUsage);
+  Tokenizer tok = Tokenizer::from_file(args.required("tokenizer"));
+  bool add_special = args.flag("add-special-tokens");
+  bool jsonl = args.flag("jsonl");
+  args.finish();
+  std::string line;
+  for_each_document(args.positional(), jsonl, [&](const std::string& text) {
+    line = "[";
+    for (int32_t id : tok.encode(text, add_special)) {
+      if (line.size() > 1) line += ',';
+      line += std::to_string(id);
+    }
+    line += "]\n";
+    std::fwrite(line.data(), 1, line.size(), stdout);
+  });
+  return 0;
+}
+
+int decode(int argc, char** argv) {
+  Argv a(normalise_flags(argc, argv, {"skip-special-tokens", "jsonl"}));
+  Args args(a.argc(), a.argv(), kUsage);
+  Tokenizer tok = Tokenizer::from_file(args.required("tokenizer"));
+  bool skip = args.flag("skip-special-tokens");
+  bool jsonl = args.flag("jsonl");
+  args.finish();
+  auto handle = [&](const std::string& content, const std::string& name) {
+    std::istringstream in(content);
+    size_t lineno = 0;
+    for (std::string line; std::getline(in, line);) {
+      ++lineno;
+      if (line.empty() || line == "\r") continue;
+      std::vector<int32_t> ids;
+      try {
+        nlohmann::json j = nlohmann::json::parse(line);
+        ids = (j.is_object() ? j.at("ids") : j).get<std::vector<int32_t>>();
+      } catch (const nlohmann::json::exception& e) {
+        throw Error(str_cat(name, ":", lineno,
+                            ": expected a JSON array of ids or {\"ids\": [...]}: ", e.what()));
+      }
+      std::string text = tok.decode(ids, skip);
+      std::string out = jsonl ? nlohmann::json{{"text", text}}.dump() : text;
+      out += '\n';
+      std::fwrite(out.data(), 1, out.size(), stdout);
+    }
+  };
+  if (args.positional().empty()) handle(read_stdin(), "<stdin>");
+  for (const auto& f : args.positional()) handle(read_file(f), f);
+  return 0;
+}
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  if (s.empty()) return out;
+  size_t start = 0;
+  while (true) {
+    size_t c = s.find(',', start);
+    out.push_back(s.substr(start, c - start));
+    if (c == std::string::npos) break;
+    start = c + 1;
+  }
+  return out;
+}
+
+int train(int argc, char** argv) {
+  Argv a(normalise_flags(argc, argv, {"jsonl"}));
+  Args args(a.argc(), a.argv(), kUsage);
+  BpeTrainConfig cfg;
+  cfg.vocab_size = static_cast<int>(args.i64("vocab-size", 4096));
+  cfg.special_tokens = split_commas(args.str("special", ""));
+  cfg.bos_token = args.str("bos", "");
+  cfg.min_frequency = args.i64("min-frequency", 2);
+  std::string out = args.required("out");
+  bool jsonl = args.flag("jsonl");
+  args.finish();
+  SEEKR_REQUIRE(!args.positional().empty(), "train needs at least one input file (see --help)");
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::string> docs;
+  size_t bytes = 0;
+  for_each_document(args.positional(), jsonl, [&](const std::string& text) {
+    bytes += text.size();
+    docs.push_back(text);
+  });
+  Tokenizer tok = train_bpe(docs, cfg);
+  tok.save(out);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::fprintf(stderr, "trained %d tokens on %zu documents (%.1f MB) in %.1f s -> %s\n",
+               tok.vocab_size(), docs.size(), bytes / 1e6, secs, out.c_str());
+  if (tok.vocab_size() < cfg.vocab_size)
+    std::fprintf(stderr, "note: stopped below --vocab-size %d: no pair occurs %lld+ times\n",
+                 cfg.vocab_size, static_cast<long long>(cfg.min_frequency));
+  return 0;
+}
+
+}  // namespace
+
+int tokenizer_run(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    std::printf("%s", kUsage);
+    return argc < 2 ? 2 : 0;
+  }
+  std::string action = argv[1];
+  if (action == "encode") return encode(argc - 1, argv + 1);
+  if (action == "decode") return decode(argc - 1, argv + 1);
+  if (action == "train") return train(argc - 1, argv + 1);
+  throw Error(str_cat("unknown action '", action, "' (expected encode, decode or train)"));
+}
+
+SEEKR_COMMAND("tokenizer", "encode/decode text with a tokenizer.json; train a byte-level BPE",
+              tokenizer_run);
+
+}  // namespace seekr::cli
