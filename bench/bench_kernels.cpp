@@ -171,6 +171,19 @@ BENCHMARK(BM_CrossEntropy)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
+// The fixed price of one OpenMP fork/join (an empty parallel loop): on a loaded 2-core VM a
+// thread that is not scheduled makes the other wait at the barrier, so this bounds how small a
+// kernel can be before parallelising it loses.
+void BM_OmpForkJoin(benchmark::State& st) {
+  std::vector<float> sink(64);
+  for (auto _ : st) {
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < 64; ++i) sink[i] += 1.0f;
+    benchmark::ClobberMemory();
+  }
+}
+BENCHMARK(BM_OmpForkJoin)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
 }  // namespace
 }  // namespace seekr
 
