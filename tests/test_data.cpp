@@ -80,8 +80,11 @@ TEST_F(DataTest, RoundTripBothWidths) {
 TEST_F(DataTest, WriterRejectsOutOfVocabIds) {
   ShardWriter w(path("bad.bin"), 100);
   w.add_document(std::vector<int32_t>{1, 2});
-  expect_error([&] { w.add_document(std::vector<int32_t>{3, 100}); }, path("bad.bin"),
-               "token id 100");
+  expect_error(
+      [&] {
+        w.add_document(std::vector<int32_t>{3, 100});
+      },
+      path("bad.bin"), "token id 100");
   expect_error([&] { w.add_document(std::vector<int32_t>{-1}); }, path("bad.bin"), "token id -1");
   // The rejected documents left nothing behind.
   EXPECT_EQ(w.token_count(), 2u);

@@ -15,10 +15,16 @@ static_assert(std::endian::native == std::endian::little,
 
 namespace {
 
-uint64_t align8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
+uint64_t align8(uint64_t n) {
+  return (n + 7) & ~uint64_t{7};
+}
 
-void put_u32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
-void put_u64(uint8_t* p, uint64_t v) { std::memcpy(p, &v, 8); }
+void put_u32(uint8_t* p, uint32_t v) {
+  std::memcpy(p, &v, 4);
+}
+void put_u64(uint8_t* p, uint64_t v) {
+  std::memcpy(p, &v, 8);
+}
 uint32_t get_u32(const uint8_t* p) {
   uint32_t v;
   std::memcpy(&v, p, 4);
@@ -40,8 +46,8 @@ ShardWriter::ShardWriter(std::string path, uint64_t vocab_size)
       vocab_size_(vocab_size),
       width_(shard_token_width(vocab_size)),
       offsets_{0} {
-  SEEKR_REQUIRE(vocab_size >= 1 && vocab_size <= (uint64_t{1} << 31), path_,
-                ": vocab_size ", vocab_size, " is outside [1, 2^31]");
+  SEEKR_REQUIRE(vocab_size >= 1 && vocab_size <= (uint64_t{1} << 31), path_, ": vocab_size ",
+                vocab_size, " is outside [1, 2^31]");
 }
 
 void ShardWriter::add_document(std::span<const int32_t> tokens) {
@@ -96,8 +102,7 @@ TokenShard::TokenShard(const std::string& path) : file_(path) {
   const uint64_t size = file_.size();
   SEEKR_REQUIRE(size >= kShardHeaderBytes, path, ": truncated header (", size, " bytes, need ",
                 kShardHeaderBytes, ")");
-  SEEKR_REQUIRE(std::memcmp(p, kShardMagic, 8) == 0, path,
-                ": bad magic (not a seekr token shard)");
+  SEEKR_REQUIRE(std::memcmp(p, kShardMagic, 8) == 0, path, ": bad magic (not a seekr token shard)");
   const uint32_t version = get_u32(p + 8);
   SEEKR_REQUIRE(version == kShardVersion, path, ": unsupported format version ", version,
                 " (this build reads ", kShardVersion, ")");
@@ -111,8 +116,8 @@ TokenShard::TokenShard(const std::string& path) : file_(path) {
                 " does not match vocab_size ", vocab_size_, " (expected ",
                 shard_token_width(vocab_size_), ")");
   // Bound the counts before multiplying so a corrupt header cannot overflow the size sum.
-  SEEKR_REQUIRE(token_count_ <= size && doc_count_ <= size, path, ": token_count ",
-                token_count_, " or doc_count ", doc_count_, " exceeds the file size ", size);
+  SEEKR_REQUIRE(token_count_ <= size && doc_count_ <= size, path, ": token_count ", token_count_,
+                " or doc_count ", doc_count_, " exceeds the file size ", size);
   const uint64_t tokens_end = kShardHeaderBytes + token_count_ * width_;
   const uint64_t expected = align8(tokens_end) + (doc_count_ + 1) * sizeof(uint64_t);
   SEEKR_REQUIRE(size >= expected, path, ": truncated: ", size, " bytes, header (token_count ",
@@ -125,8 +130,7 @@ TokenShard::TokenShard(const std::string& path) : file_(path) {
 
   SEEKR_REQUIRE(offsets_[0] == 0, path, ": doc_offsets[0] is ", offsets_[0], ", not 0");
   for (uint64_t d = 0; d < doc_count_; ++d)
-    SEEKR_REQUIRE(offsets_[d] <= offsets_[d + 1], path, ": doc_offsets decrease at document ",
-                  d);
+    SEEKR_REQUIRE(offsets_[d] <= offsets_[d + 1], path, ": doc_offsets decrease at document ", d);
   SEEKR_REQUIRE(offsets_[doc_count_] == token_count_, path, ": doc_offsets[doc_count] is ",
                 offsets_[doc_count_], ", not token_count ", token_count_);
 
@@ -174,8 +178,7 @@ DataLoader::DataLoader(std::vector<std::string> shard_paths, int batch, int seq,
     if (shards_.size() == 1) vocab_size_ = s.vocab_size();
     SEEKR_REQUIRE(s.vocab_size() == vocab_size_, path, ": vocab_size ", s.vocab_size(),
                   " differs from ", vocab_size_, " in ", shards_.front().path());
-    shard_start_.push_back(shard_start_.back() + s.token_count() +
-                           (eos_ ? s.doc_count() : 0));
+    shard_start_.push_back(shard_start_.back() + s.token_count() + (eos_ ? s.doc_count() : 0));
   }
   SEEKR_REQUIRE(!eos_ || (*eos_ >= 0 && static_cast<uint64_t>(*eos_) < vocab_size_),
                 "data loader: eos id ", eos_.value_or(0), " is outside the vocabulary [0, ",
@@ -199,8 +202,8 @@ void DataLoader::start_epoch(uint64_t epoch) {
 
 void DataLoader::read_stream(uint64_t begin, uint64_t n, int32_t* out) const {
   // Shard holding stream position `begin`.
-  size_t s = std::upper_bound(shard_start_.begin(), shard_start_.end(), begin) -
-             shard_start_.begin() - 1;
+  size_t s =
+      std::upper_bound(shard_start_.begin(), shard_start_.end(), begin) - shard_start_.begin() - 1;
   while (n > 0) {
     SEEKR_CHECK(s < shards_.size());
     const TokenShard& shard = shards_[s];

@@ -38,7 +38,9 @@ inline constexpr uint32_t kShardVersion = 1;
 inline constexpr size_t kShardHeaderBytes = 64;
 
 // Bytes per token id for a vocabulary: 2 up to 65536 ids, else 4.
-inline uint32_t shard_token_width(uint64_t vocab_size) { return vocab_size <= 65536 ? 2 : 4; }
+inline uint32_t shard_token_width(uint64_t vocab_size) {
+  return vocab_size <= 65536 ? 2 : 4;
+}
 
 // Collects documents for one shard and writes it crash-safely (temp file, fsync, rename).
 // The tokens are held in memory at their on-disk width until finish(), because the header
@@ -102,8 +104,8 @@ class DataLoader {
   // written with EOS already in them (`seekr data prepare --append-eos`). Throws
   // seekr::Error if the shards disagree on vocab_size, eos_id is out of range, or the
   // stream holds fewer than seq + 1 tokens.
-  DataLoader(std::vector<std::string> shard_paths, int batch, int seq, uint64_t seed,
-             bool shuffle, std::optional<int32_t> eos_id = std::nullopt);
+  DataLoader(std::vector<std::string> shard_paths, int batch, int seq, uint64_t seed, bool shuffle,
+             std::optional<int32_t> eos_id = std::nullopt);
 
   // Fills tokens with the next batch, [batch, seq + 1] row-major, and advances.
   void next(std::vector<int32_t>& tokens);
