@@ -71,42 +71,68 @@ std::string read_stdin() {
   return ss.str();
 }
 
+// Calls fn(content, name) for each input file, or for all of stdin when there are none.
+template <typename Fn>
+void for_each_input(const std::vector<std::string>& files, Fn fn) {
+  if (files.empty()) return fn(read_stdin(), std::string("<stdin>"));
+  for (const auto& f : files) fn(read_file(f), f);
+}
+
+// Calls fn(json, where) for each non-empty line of content; where is "name:line".
+template <typename Fn>
+void for_each_json_line(const std::string& content, const std::string& name, Fn fn) {
+  std::istringstream in(content);
+  size_t lineno = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++lineno;
+    if (line.empty() || line == "\r") continue;
+    std::string where = str_cat(name, ":", lineno);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(str_cat(where, ": not valid JSON: ", e.what()));
+    }
+    fn(j, where);
+  }
+}
+
 // Calls fn(text) for every document in the inputs (see kUsage).
 template <typename Fn>
 void for_each_document(const std::vector<std::string>& files, bool jsonl, Fn fn) {
-  auto handle = [&](const std::string& content, const std::string& name) {
+  for_each_input(files, [&](const std::string& content, const std::string& name) {
     if (!jsonl) return fn(content);
-    std::istringstream in(content);
-    size_t lineno = 0;
-    for (std::string line; std::getline(in, line);) {
-      ++lineno;
-      if (line.empty() || line == "\r") continue;
-      nlohmann::json j;
-      try {
-        j = nlohmann::json::parse(line);
-      } catch (const nlohmann::json::exception& e) {
-        throw Error(str_cat(name, ":", lineno, ": not valid JSON: ", e.what()));
-      }
-      SEEKR_REQUIRE(j.is_object() && j.contains("text") && j["text"].is_string(), name, ":", lineno,
+    for_each_json_line(content, name, [&](const nlohmann::json& j, const std::string& where) {
+      SEEKR_REQUIRE(j.is_object() && j.contains("text") && j["text"].is_string(), where,
                     ": expected an object with a string field \"text\"");
       fn(j["text"].get<std::string>());
-    }
-  };
-  if (files.empty()) return handle(read_stdin(), "<stdin>");
-  for (const auto& f : files) handle(read_file(f), f);
+    });
+  });
+}
+
+// The options encode and decode share: --tokenizer, --jsonl, one boolean flag, input files.
+struct CodecOptions {
+  Tokenizer tok;
+  bool flag, jsonl;
+  std::vector<std::string> files;
+};
+
+CodecOptions parse_codec_options(int argc, char** argv, const std::string& flag) {
+  Argv a(normalise_flags(argc, argv, {flag, "jsonl"}));
+  Args args(a.argc(), a.argv(), kUsage);
+  CodecOptions o{
+      Tokenizer::from_file(args.required("tokenizer")), args.flag(flag), args.flag("jsonl"), {}};
+  args.finish();
+  o.files = args.positional();
+  return o;
 }
 
 int encode(int argc, char** argv) {
-  Argv a(normalise_flags(argc, argv, {"add-special-tokens", "jsonl"}));
-  Args args(a.argc(), a.argv(), kUsage);
-  Tokenizer tok = Tokenizer::from_file(args.required("tokenizer"));
-  bool add_special = args.flag("add-special-tokens");
-  bool jsonl = args.flag("jsonl");
-  args.finish();
+  CodecOptions o = parse_codec_options(argc, argv, "add-special-tokens");
   std::string line;
-  for_each_document(args.positional(), jsonl, [&](const std::string& text) {
+  for_each_document(o.files, o.jsonl, [&](const std::string& text) {
     line = "[";
-    for (int32_t id : tok.encode(text, add_special)) {
+    for (int32_t id : o.tok.encode(text, /*add_special_tokens=*/o.flag)) {
       if (line.size() > 1) line += ',';
       line += std::to_string(id);
     }
@@ -117,34 +143,22 @@ int encode(int argc, char** argv) {
 }
 
 int decode(int argc, char** argv) {
-  Argv a(normalise_flags(argc, argv, {"skip-special-tokens", "jsonl"}));
-  Args args(a.argc(), a.argv(), kUsage);
-  Tokenizer tok = Tokenizer::from_file(args.required("tokenizer"));
-  bool skip = args.flag("skip-special-tokens");
-  bool jsonl = args.flag("jsonl");
-  args.finish();
-  auto handle = [&](const std::string& content, const std::string& name) {
-    std::istringstream in(content);
-    size_t lineno = 0;
-    for (std::string line; std::getline(in, line);) {
-      ++lineno;
-      if (line.empty() || line == "\r") continue;
+  CodecOptions o = parse_codec_options(argc, argv, "skip-special-tokens");
+  for_each_input(o.files, [&](const std::string& content, const std::string& name) {
+    for_each_json_line(content, name, [&](const nlohmann::json& j, const std::string& where) {
       std::vector<int32_t> ids;
       try {
-        nlohmann::json j = nlohmann::json::parse(line);
         ids = (j.is_object() ? j.at("ids") : j).get<std::vector<int32_t>>();
       } catch (const nlohmann::json::exception& e) {
-        throw Error(str_cat(name, ":", lineno,
-                            ": expected a JSON array of ids or {\"ids\": [...]}: ", e.what()));
+        throw Error(
+            str_cat(where, ": expected a JSON array of ids or {\"ids\": [...]}: ", e.what()));
       }
-      std::string text = tok.decode(ids, skip);
-      std::string out = jsonl ? nlohmann::json{{"text", text}}.dump() : text;
+      std::string text = o.tok.decode(ids, /*skip_special_tokens=*/o.flag);
+      std::string out = o.jsonl ? nlohmann::json{{"text", text}}.dump() : text;
       out += '\n';
       std::fwrite(out.data(), 1, out.size(), stdout);
-    }
-  };
-  if (args.positional().empty()) handle(read_stdin(), "<stdin>");
-  for (const auto& f : args.positional()) handle(read_file(f), f);
+    });
+  });
   return 0;
 }
 

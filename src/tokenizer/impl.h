@@ -149,9 +149,18 @@ struct Impl {
 
   int32_t max_id = -1;
 
-  // Word cache: piece bytes -> ids. Bounded; cleared when full.
+  // Model id of each byte's byte-level character (-1 if absent), so the initial symbols of a
+  // word need no string lookups.
+  int32_t byte_id[256];
+
+  // Word cache: piece bytes -> ids. Bounded; cleared when full. Transparent hashing lets
+  // lookups use the string_view piece without building a std::string.
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  };
   mutable std::shared_mutex cache_mu;
-  mutable std::unordered_map<std::string, std::vector<int32_t>> cache;
+  mutable std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> cache;
 
   void finalize();  // builds derived tables after the fields above are set
   void bpe_word(std::string_view piece, std::vector<int32_t>& out) const;

@@ -324,6 +324,10 @@ Json deepseek_pre_tokenizer_json() {
 void Impl::finalize() {
   max_id = static_cast<int32_t>(id_to_token.size()) - 1;
   for (const AddedToken& a : added) max_id = std::max(max_id, a.id);
+  for (int b = 0; b < 256; ++b) {
+    auto it = vocab.find(byte_level().byte_to_str[b]);
+    byte_id[b] = it == vocab.end() ? -1 : it->second;
+  }
   raw_matcher.build(added, /*normalized=*/false);
   normalized_matcher.build(added, /*normalized=*/true);
 }
@@ -337,7 +341,6 @@ const std::string* Impl::token_of(int32_t id) const {
 }
 
 void Impl::bpe_word(std::string_view piece, std::vector<int32_t>& out) const {
-  const auto& bl = byte_level();
   if (ignore_merges) {
     auto it = vocab.find(is_byte_level ? byte_level_encode(piece) : std::string(piece));
     if (it != vocab.end()) {
@@ -358,19 +361,20 @@ void Impl::bpe_word(std::string_view piece, std::vector<int32_t>& out) const {
   };
   std::string ch;
   for (size_t i = 0; i < piece.size();) {
-    size_t len = 1;
+    int32_t id = -1;
     if (is_byte_level) {
-      ch = bl.byte_to_str[static_cast<unsigned char>(piece[i])];
+      id = byte_id[static_cast<unsigned char>(piece[i++])];
     } else {
       int l = utf8_valid_len(piece, i);
-      len = l > 0 ? l : 1;
+      size_t len = l > 0 ? l : 1;
       ch.assign(piece.substr(i, len));
+      i += len;
+      auto it = vocab.find(ch);
+      if (it != vocab.end()) id = it->second;
     }
-    i += len;
-    auto it = vocab.find(ch);
-    if (it != vocab.end()) {
+    if (id >= 0) {
       if (pending_unk) add(*pending_unk), pending_unk.reset();
-      add(it->second);
+      add(id);
     } else if (unk_id) {
       // As HF: consecutive unknowns fuse into one unk when fuse_unk is set; without an unk
       // token unknown characters are dropped.
@@ -416,13 +420,12 @@ void Impl::bpe_word(std::string_view piece, std::vector<int32_t>& out) const {
 }
 
 void Impl::encode_piece(std::string_view piece, std::vector<int32_t>& out) const {
-  constexpr size_t kMaxCacheEntries = 1 << 18;
+  constexpr size_t kMaxCacheEntries = 1 << 16;
   constexpr size_t kMaxCachedLen = 256;  // long pieces are rare and would bloat the cache
   if (piece.size() > kMaxCachedLen) return bpe_word(piece, out);
-  std::string key(piece);
   {
     std::shared_lock lock(cache_mu);
-    auto it = cache.find(key);
+    auto it = cache.find(piece);
     if (it != cache.end()) {
       out.insert(out.end(), it->second.begin(), it->second.end());
       return;
@@ -433,7 +436,7 @@ void Impl::encode_piece(std::string_view piece, std::vector<int32_t>& out) const
   out.insert(out.end(), ids.begin(), ids.end());
   std::unique_lock lock(cache_mu);
   if (cache.size() >= kMaxCacheEntries) cache.clear();
-  cache.emplace(std::move(key), std::move(ids));
+  cache.emplace(std::string(piece), std::move(ids));
 }
 
 }  // namespace tokenizer_detail
