@@ -4,12 +4,14 @@
 // HF live. Both need `npm ci` at the repo root and skip with a message otherwise.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include "core/check.h"
 #include "core/file_io.h"
@@ -167,6 +169,26 @@ TEST(TokenizerDeepSeek, InvalidUtf8NeverCrashesAndRoundTripsBytes) {
   EXPECT_EQ(tok.decode(ids), "a\xEF\xBF\xBDz");
   ids = tok.encode("a\xff\xfez");
   EXPECT_EQ(tok.decode(ids), "a\xEF\xBF\xBD\xEF\xBF\xBDz");
+}
+
+TEST(TokenizerDeepSeek, ConcurrentEncodeMatchesSerial) {
+  SKIP_WITHOUT_DEEPSEEK();
+  // A fresh copy of the pipeline with a cold cache, so threads race on filling it.
+  Tokenizer tok = Tokenizer::from_json(deepseek().to_json(), "copy");
+  const auto texts = corpus();
+  std::vector<std::vector<int32_t>> serial;
+  for (const auto& t : texts) serial.push_back(deepseek().encode(t));
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int w = 0; w < 4; ++w)
+    threads.emplace_back([&, w] {
+      for (size_t k = 0; k < texts.size(); ++k) {
+        size_t i = (k * 7 + w * 131) % texts.size();
+        if (tok.encode(texts[i]) != serial[i]) ++mismatches;
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(mismatches.load(), 0);
 }
 
 // ---- malformed files ---------------------------------------------------------------------------
