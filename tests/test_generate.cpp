@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "core/check.h"
 #include "core/file_io.h"
 #include "core/npy.h"
+#include "core/safetensors.h"
 #include "core/rng.h"
 #include "model/config.h"
 #include "model/model.h"
@@ -441,17 +443,23 @@ TEST(Score, DecodingOneTokenAtATimeMatchesPrefill) {
   EXPECT_LT(max_abs_diff(full, step), 1e-4 * max_abs(full));
 }
 
+GenerationRequest request(int prompt_len, uint64_t prompt_seed, int max_new, float temperature,
+                          uint64_t seed = 0) {
+  GenerationRequest r;
+  r.prompt = random_prompt(prompt_len, prompt_seed);
+  r.max_new_tokens = max_new;
+  r.sampling.temperature = temperature;
+  r.seed = seed;
+  return r;
+}
+
 std::vector<GenerationRequest> mixed_requests(const SamplingParams& sp) {
   std::vector<GenerationRequest> reqs;
   const int lens[] = {5, 17, 1, 9, 30};
   const int news[] = {12, 7, 20, 15, 3};
   for (int i = 0; i < 5; ++i) {
-    GenerationRequest r;
-    r.prompt = random_prompt(lens[i], 100 + i);
-    r.max_new_tokens = news[i];
-    r.sampling = sp;
-    r.seed = 1000 + 17 * i;
-    reqs.push_back(r);
+    reqs.push_back(request(lens[i], 100 + i, news[i], 0.0f, 1000 + 17 * i));
+    reqs.back().sampling = sp;
   }
   return reqs;
 }
@@ -512,11 +520,7 @@ TEST(Generate, BatchedEqualsOneByOne) {
 TEST(Generate, SampledTokensFollowTheirLogprobs) {
   // Generated tokens re-scored by the training forward give the same raw log-probs.
   Model& model = test_model();
-  GenerationRequest r;
-  r.prompt = random_prompt(8, 77);
-  r.max_new_tokens = 20;
-  r.sampling.temperature = 1.0f;
-  r.seed = 5;
+  const GenerationRequest r = request(8, 77, 20, 1.0f, 5);
   const GenerationResult g = generate(model, {r}).results[0];
   std::vector<int32_t> all = r.prompt;
   all.insert(all.end(), g.tokens.begin(), g.tokens.end());
@@ -530,11 +534,7 @@ TEST(Generate, SampledTokensFollowTheirLogprobs) {
 
 TEST(Generate, NSamplesEqualSeparateSeeds) {
   Model& model = test_model();
-  GenerationRequest r;
-  r.prompt = random_prompt(6, 3);
-  r.max_new_tokens = 10;
-  r.sampling.temperature = 1.0f;
-  r.seed = 40;
+  GenerationRequest r = request(6, 3, 10, 1.0f, 40);
   r.n = 3;
   const GenerationOutput out = generate(model, {r});
   ASSERT_EQ(out.results.size(), 3u);
@@ -631,10 +631,7 @@ TEST(Generate, StopStringsAndStopTokens) {
 
 TEST(Generate, ContextFullAndBadRequests) {
   Model& model = test_model();
-  GenerationRequest r;
-  r.prompt = random_prompt(10, 1);
-  r.max_new_tokens = 50;
-  r.sampling.temperature = 0.0f;
+  const GenerationRequest r = request(10, 1, 50, 0.0f);
   GenerateOptions opt;
   opt.max_len = 16;  // room for 10 prompt + 6 fed tokens: 7 sampled
   const GenerationResult g = generate(model, {r}, opt).results[0];
@@ -661,6 +658,24 @@ TEST(Generate, ContextFullAndBadRequests) {
   bad = r;
   bad.prompt = random_prompt(20, 2);
   EXPECT_THROW(generate(model, {bad}, opt), Error);  // longer than max_len
+}
+
+TEST(Generate, LoadsCheckpointDirectory) {
+  Model& model = test_model();
+  const std::string dir = temp_path("ckpt");
+  make_dirs(dir);
+  write_file_atomic(dir + "/config.json", model.config().to_json_text());
+  SafetensorsWriter w;
+  model.add_to(w);
+  w.write(dir + "/model.safetensors");
+  test_tokenizer().save(dir + "/tokenizer.json");
+  const InferenceModel im = load_inference_model(dir);
+  ASSERT_TRUE(im.tokenizer.has_value());
+  EXPECT_EQ(im.tokenizer->encode("the lazy cat", true), test_tokenizer().encode("the lazy cat", true));
+  const auto toks = random_prompt(12, 8);
+  EXPECT_EQ(logits_session(*im.model, toks), logits_session(model, toks));
+  std::filesystem::remove_all(dir);
+  EXPECT_THROW(load_inference_model(dir), Error);
 }
 
 TEST(Generate, ChatPromptFallsBackToR1ZeroTemplate) {

@@ -7,6 +7,8 @@
 #include <span>
 
 #include "core/check.h"
+#include "core/file_io.h"
+#include "core/safetensors.h"
 #include "tokenizer/tokenizer.h"
 
 namespace seekr {
@@ -335,6 +337,17 @@ std::string chat_prompt(const Tokenizer& tokenizer, std::string_view user_messag
          "are enclosed within <think> </think> and <answer> </answer> tags, respectively, "
          "i.e., <think> reasoning process here </think> <answer> answer here </answer>. User: " +
          std::string(user_message) + ". Assistant:";
+}
+
+InferenceModel load_inference_model(const std::string& dir) {
+  SEEKR_REQUIRE(is_directory(dir), dir, ": not a checkpoint directory (expected config.json, ",
+                "model.safetensors and tokenizer.json inside)");
+  InferenceModel m;
+  m.dir = dir;
+  m.model = std::make_unique<Model>(ModelConfig::from_file(dir + "/config.json"));
+  m.model->load(TensorSource::open(dir), /*allow_missing_mtp=*/true);
+  if (file_exists(dir + "/tokenizer.json")) m.tokenizer = Tokenizer::from_file(dir + "/tokenizer.json");
+  return m;
 }
 
 // ---- Scoring ------------------------------------------------------------------------------

@@ -9,16 +9,17 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "model/model.h"
 #include "serve/sampler.h"
+#include "tokenizer/tokenizer.h"
 
 namespace seekr {
-
-class Tokenizer;
 
 struct GenerationRequest {
   std::vector<int32_t> prompt;  // at least one token
@@ -105,6 +106,15 @@ GenerationOutput generate(const Model& model, InferenceSession& session,
 // tokens, else the R1-Zero template ("A conversation between User and Assistant. ... User:
 // {question}. Assistant:"). Encode with add_special_tokens so a BOS is prepended.
 std::string chat_prompt(const Tokenizer& tokenizer, std::string_view user_message);
+
+// A checkpoint directory opened for inference: DIR/config.json, the weights (DIR/model.safetensors
+// or a sharded index; MTP tensors optional) and DIR/tokenizer.json when present.
+struct InferenceModel {
+  std::string dir;
+  std::unique_ptr<Model> model;
+  std::optional<Tokenizer> tokenizer;
+};
+InferenceModel load_inference_model(const std::string& dir);
 
 // ---- Scoring ------------------------------------------------------------------------------
 
