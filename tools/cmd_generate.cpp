@@ -65,27 +65,13 @@ std::vector<std::string> repeated(int argc, char** argv, const std::string& name
 }
 
 std::vector<std::string> prompts_from_file(const std::string& path) {
-  const std::string text = seekr::read_file(path);
   const bool jsonl = path.size() >= 6 && path.compare(path.size() - 6, 6, ".jsonl") == 0;
-  if (!jsonl) return {text};
+  if (!jsonl) return {seekr::read_file(path)};
   std::vector<std::string> out;
-  size_t line_no = 0, start = 0;
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    const std::string line = text.substr(start, end - start);
-    start = end + 1;
-    ++line_no;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      throw seekr::Error(seekr::str_cat(path, ":", line_no, ": invalid JSON: ", e.what()));
-    }
+  for (nlohmann::json j : seekr::read_json_lines(path)) {
     if (j.is_object() && j.contains("prompt")) j = j["prompt"];
-    SEEKR_REQUIRE(j.is_string(), path, ":", line_no,
-                  ": expected a JSON string or an object with a string \"prompt\"");
+    SEEKR_REQUIRE(j.is_string(), path, ": prompt ", out.size(),
+                  " is not a JSON string or an object with a string \"prompt\"");
     out.push_back(j.get<std::string>());
   }
   SEEKR_REQUIRE(!out.empty(), path, ": no prompts");

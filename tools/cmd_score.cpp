@@ -2,6 +2,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -42,25 +43,13 @@ engine:
 )";
 
 std::vector<std::vector<int32_t>> read_token_file(const std::string& path) {
-  const std::string text = seekr::read_file(path);
   std::vector<std::vector<int32_t>> out;
-  size_t line_no = 0, start = 0;
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    const std::string line = text.substr(start, end - start);
-    start = end + 1;
-    ++line_no;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    try {
-      nlohmann::json j = nlohmann::json::parse(line);
-      if (j.is_object()) j = j.at("tokens");
-      out.push_back(j.get<std::vector<int32_t>>());
-    } catch (const nlohmann::json::exception& e) {
-      throw seekr::Error(seekr::str_cat(path, ":", line_no,
-                                        ": expected [ids...] or {\"tokens\": [ids...]}: ",
-                                        e.what()));
-    }
+  for (const nlohmann::json& line : seekr::read_json_lines(path)) {
+    const nlohmann::json& j = line.is_object() && line.contains("tokens") ? line["tokens"] : line;
+    SEEKR_REQUIRE(j.is_array() && std::all_of(j.begin(), j.end(),
+                                              [](const auto& x) { return x.is_number_integer(); }),
+                  path, ": sequence ", out.size(), " is not [ids...] or {\"tokens\": [ids...]}");
+    out.push_back(j.get<std::vector<int32_t>>());
   }
   SEEKR_REQUIRE(!out.empty(), path, ": no token sequences");
   return out;

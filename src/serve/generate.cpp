@@ -350,6 +350,26 @@ InferenceModel load_inference_model(const std::string& dir) {
   return m;
 }
 
+std::vector<nlohmann::json> read_json_lines(const std::string& path) {
+  const std::string text = read_file(path);
+  std::vector<nlohmann::json> out;
+  size_t line_no = 0, start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string_view line(text.data() + start, end - start);
+    start = end + 1;
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    try {
+      out.push_back(nlohmann::json::parse(line));
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(str_cat(path, ":", line_no, ": invalid JSON: ", e.what()));
+    }
+  }
+  return out;
+}
+
 // ---- Scoring ------------------------------------------------------------------------------
 
 std::vector<float> logits_train(Model& model, const std::vector<int32_t>& tokens) {

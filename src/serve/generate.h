@@ -15,6 +15,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "model/model.h"
 #include "serve/sampler.h"
 #include "tokenizer/tokenizer.h"
@@ -115,6 +117,10 @@ struct InferenceModel {
   std::optional<Tokenizer> tokenizer;
 };
 InferenceModel load_inference_model(const std::string& dir);
+
+// The non-blank lines of a JSON Lines file (prompt and token files), parsed. Throws
+// seekr::Error naming path:line for invalid JSON.
+std::vector<nlohmann::json> read_json_lines(const std::string& path);
 
 // ---- Scoring ------------------------------------------------------------------------------
 
