@@ -158,7 +158,7 @@ void TokenShard::copy_tokens(uint64_t begin, uint64_t n, int32_t* out) const {
   if (width_ == 2) {
     const uint16_t* src = reinterpret_cast<const uint16_t*>(tokens_) + begin;
     for (uint64_t i = 0; i < n; ++i) out[i] = src[i];
-  } else {
+  } else if (n > 0) {  // memcpy with a null out (an empty vector's data()) is undefined
     std::memcpy(out, reinterpret_cast<const uint32_t*>(tokens_) + begin, n * 4);
   }
 }
