@@ -3,6 +3,7 @@
 // `node tests/tokenizer_data/hf_reference.mjs`); tokenizers seekr trains are checked against
 // HF live. Both need `npm ci` at the repo root and skip with a message otherwise.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
