@@ -15,8 +15,11 @@ namespace seekr::cli {
 
 class Args {
  public:
-  // argv[0] is the subcommand name; usage is printed for --help.
-  Args(int argc, char** argv, std::string usage) : usage_(std::move(usage)) {
+  // argv[0] is the subcommand name; usage is printed for --help. Options named in
+  // `booleans` never take the next word as their value (so `--jsonl FILE` keeps FILE as a
+  // positional argument); other options written without a value read as flags too.
+  Args(int argc, char** argv, std::string usage, std::set<std::string> booleans = {})
+      : usage_(std::move(usage)) {
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
       if (a == "--help" || a == "-h") {
@@ -27,7 +30,8 @@ class Args {
         auto eq = a.find('=');
         if (eq != std::string::npos) {
           values_[a.substr(2, eq - 2)] = a.substr(eq + 1);
-        } else if (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0) {
+        } else if (!booleans.count(a.substr(2)) && i + 1 < argc &&
+                   std::string(argv[i + 1]).rfind("--", 0) != 0) {
           values_[a.substr(2)] = argv[++i];
         } else {
           values_[a.substr(2)] = "";  // boolean flag

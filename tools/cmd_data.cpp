@@ -244,15 +244,7 @@ int inspect(Args& args) {
 }
 
 int run_data(int argc, char** argv) {
-  // Args would take the word after a bare flag as its value, so `--jsonl a.jsonl` would lose
-  // an input; spell this command's boolean flags --flag=1 first.
-  std::vector<std::string> words(argv, argv + argc);
-  std::vector<char*> ptrs;
-  for (auto& w : words) {
-    if (w == "--jsonl" || w == "--append-eos") w += "=1";
-    ptrs.push_back(w.data());
-  }
-  Args args(argc, ptrs.data(), kUsage);
+  Args args(argc, argv, kUsage, {"jsonl", "append-eos"});
   const auto& pos = args.positional();
   SEEKR_REQUIRE(!pos.empty(), "data: give a subcommand, prepare or inspect (see --help)");
   if (pos[0] == "prepare") return prepare(args);
