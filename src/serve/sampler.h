@@ -31,7 +31,7 @@ struct SampledToken {
   float raw_logprob = 0.0f;
 };
 
-// log softmax(logits)[token], computed in double.
+// log softmax(logits)[token], by the same kernel the training side uses.
 float token_logprob(const float* logits, int vocab, int32_t token);
 
 // Holds scratch buffers so that sampling allocates nothing once warmed up; one per thread.
@@ -48,13 +48,14 @@ class Sampler {
                                                        const SamplingParams& params);
 
  private:
-  // Fills probs_ with exp((l - max)/T) and returns the unnormalised kept candidates in
-  // cand_ (sorted when truncated; empty = every token kept, in index order) with their sum.
+  // Fills probs_ with exp((l - max)/T) and the kept tokens: all_ (every token, in index
+  // order) or cand_ (most likely first after top-k/top-p; index order after min-p alone).
+  // Returns their unnormalised mass.
   double prepare(const float* logits, int vocab, const SamplingParams& params);
 
-  std::vector<double> probs_;
+  std::vector<float> probs_;
   std::vector<int32_t> cand_;
-  float max_logit_ = 0.0f;
+  bool all_ = false;
 };
 
 }  // namespace seekr
