@@ -42,29 +42,6 @@ const char* kUsage =
     "      Pairs seen fewer than K times (default 2) are not merged. The output is written\n"
     "      atomically.\n";
 
-// Boolean flags are rewritten to --flag=true so a following file name is never taken as
-// their value.
-std::vector<std::string> normalise_flags(int argc, char** argv, std::vector<std::string> flags) {
-  std::vector<std::string> out;
-  for (int i = 0; i < argc; ++i) {
-    std::string a = argv[i];
-    for (const auto& f : flags)
-      if (a == "--" + f) a += "=true";
-    out.push_back(a);
-  }
-  return out;
-}
-
-struct Argv {
-  std::vector<std::string> strs;
-  std::vector<char*> ptrs;
-  explicit Argv(std::vector<std::string> s) : strs(std::move(s)) {
-    for (auto& x : strs) ptrs.push_back(x.data());
-  }
-  int argc() { return static_cast<int>(ptrs.size()); }
-  char** argv() { return ptrs.data(); }
-};
-
 std::string read_stdin() {
   std::ostringstream ss;
   ss << std::cin.rdbuf();
@@ -118,8 +95,7 @@ struct CodecOptions {
 };
 
 CodecOptions parse_codec_options(int argc, char** argv, const std::string& flag) {
-  Argv a(normalise_flags(argc, argv, {flag, "jsonl"}));
-  Args args(a.argc(), a.argv(), kUsage);
+  Args args(argc, argv, kUsage, {flag, "jsonl"});
   CodecOptions o{
       Tokenizer::from_file(args.required("tokenizer")), args.flag(flag), args.flag("jsonl"), {}};
   args.finish();
@@ -176,8 +152,7 @@ std::vector<std::string> split_commas(const std::string& s) {
 }
 
 int train(int argc, char** argv) {
-  Argv a(normalise_flags(argc, argv, {"jsonl"}));
-  Args args(a.argc(), a.argv(), kUsage);
+  Args args(argc, argv, kUsage, {"jsonl"});
   BpeTrainConfig cfg;
   cfg.vocab_size = static_cast<int>(args.i64("vocab-size", 4096));
   cfg.special_tokens = split_commas(args.str("special", ""));
