@@ -1,5 +1,6 @@
 // Sampler, .npy files, batched generation and scoring.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -10,13 +11,11 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
 #include "core/check.h"
 #include "core/file_io.h"
 #include "core/npy.h"
-#include "core/safetensors.h"
 #include "core/rng.h"
+#include "core/safetensors.h"
 #include "model/config.h"
 #include "model/model.h"
 #include "serve/generate.h"
@@ -179,8 +178,8 @@ TEST(Sampler, FrequenciesMatchTheDistribution) {
     int top_k;
     float top_p;
   };
-  for (const Case c : {Case{1.0f, 0, 1.0f}, Case{0.5f, 0, 1.0f}, Case{1.5f, 4, 1.0f},
-                       Case{1.0f, 0, 0.8f}}) {
+  for (const Case c :
+       {Case{1.0f, 0, 1.0f}, Case{0.5f, 0, 1.0f}, Case{1.5f, 4, 1.0f}, Case{1.0f, 0, 0.8f}}) {
     // Expected probabilities computed here from the definition, not from the sampler.
     std::vector<int32_t> order(V);
     std::iota(order.begin(), order.end(), 0);
@@ -213,8 +212,8 @@ TEST(Sampler, FrequenciesMatchTheDistribution) {
       }
     }
     // df <= 9: P(chi2_9 > 33.7) = 1e-4.
-    EXPECT_LT(chi_square(counts, q, N), 33.7) << "temperature " << c.temp << " top_k " << c.top_k
-                                              << " top_p " << c.top_p;
+    EXPECT_LT(chi_square(counts, q, N), 33.7)
+        << "temperature " << c.temp << " top_k " << c.top_k << " top_p " << c.top_p;
   }
 }
 
@@ -312,17 +311,15 @@ TEST(Npy, RoundTripAndNumpyLoads) {
     std::remove(ipath.c_str());
     GTEST_SKIP() << "/usr/bin/python3 with numpy not available";
   }
-  const std::string cmd =
-      "/usr/bin/python3 -c \"import numpy as np; a = np.load('" + fpath + "'); b = np.load('" +
-      ipath +
-      "'); import sys; ok = a.dtype == np.float32 and a.shape == (2, 3, 5) and "
-      "float(a[1, 2, 4]) == 0.5 * 29 - 3.25 and b.dtype == np.int32 and "
-      "b.tolist() == [7, -1, 1 << 30, 0]; sys.exit(0 if ok else 1)\"";
+  const std::string cmd = "/usr/bin/python3 -c \"import numpy as np; a = np.load('" + fpath +
+                          "'); b = np.load('" + ipath +
+                          "'); import sys; ok = a.dtype == np.float32 and a.shape == (2, 3, 5) and "
+                          "float(a[1, 2, 4]) == 0.5 * 29 - 3.25 and b.dtype == np.int32 and "
+                          "b.tolist() == [7, -1, 1 << 30, 0]; sys.exit(0 if ok else 1)\"";
   EXPECT_EQ(std::system(cmd.c_str()), 0);
   std::remove(fpath.c_str());
   std::remove(ipath.c_str());
 }
-
 
 // ---- Generation and scoring on a small random model ---------------------------------------
 
@@ -346,7 +343,8 @@ const Tokenizer& test_tokenizer() {
 // tiny.json, shrunk so tests run in seconds, with sharper random logits than the default
 // initialisation (near-uniform logits would make greedy choices hinge on rounding).
 ModelConfig test_config() {
-  ModelConfig c = ModelConfig::from_file(std::string(SEEKR_SHARED_DIR) + "/bench-configs/tiny.json");
+  ModelConfig c =
+      ModelConfig::from_file(std::string(SEEKR_SHARED_DIR) + "/bench-configs/tiny.json");
   c.vocab_size = test_tokenizer().vocab_size();
   c.hidden_size = 64;
   c.intermediate_size = 96;
@@ -589,7 +587,8 @@ TEST(Generate, StopStringsAndStopTokens) {
   for (int32_t t : full.tokens) bytes += tok.decode_bytes(std::span<const int32_t>(&t, 1));
   std::string stop;
   for (size_t a = 8; a + 3 <= bytes.size() && stop.empty(); ++a)
-    if (std::all_of(bytes.begin() + a, bytes.begin() + a + 3, [](char c) { return c >= 0x20 && c < 0x7f; }))
+    if (std::all_of(bytes.begin() + a, bytes.begin() + a + 3,
+                    [](char c) { return c >= 0x20 && c < 0x7f; }))
       stop = bytes.substr(a, 3);
   ASSERT_FALSE(stop.empty()) << "no printable text in the greedy output";
   const size_t n_stop = tokens_until(full.tokens, stop);
@@ -620,7 +619,8 @@ TEST(Generate, StopStringsAndStopTokens) {
   GenerationRequest rt = r;
   const int32_t stop_tok = full.tokens[5];
   rt.stop_tokens = {stop_tok};
-  const size_t first = std::find(full.tokens.begin(), full.tokens.end(), stop_tok) - full.tokens.begin();
+  const size_t first =
+      std::find(full.tokens.begin(), full.tokens.end(), stop_tok) - full.tokens.begin();
   const GenerationResult st = generate(model, {rt}, opt).results[0];
   EXPECT_EQ(st.finish, FinishReason::kStopToken);
   EXPECT_EQ(st.stop_token, stop_tok);
@@ -671,7 +671,8 @@ TEST(Generate, LoadsCheckpointDirectory) {
   test_tokenizer().save(dir + "/tokenizer.json");
   const InferenceModel im = load_inference_model(dir);
   ASSERT_TRUE(im.tokenizer.has_value());
-  EXPECT_EQ(im.tokenizer->encode("the lazy cat", true), test_tokenizer().encode("the lazy cat", true));
+  EXPECT_EQ(im.tokenizer->encode("the lazy cat", true),
+            test_tokenizer().encode("the lazy cat", true));
   const auto toks = random_prompt(12, 8);
   EXPECT_EQ(logits_session(*im.model, toks), logits_session(model, toks));
   std::filesystem::remove_all(dir);

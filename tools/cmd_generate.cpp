@@ -4,10 +4,9 @@
 
 #include <cstdio>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "args.h"
 #include "command.h"
@@ -16,7 +15,8 @@
 
 namespace {
 
-const char* kUsage = R"(usage: seekr generate --model DIR (--prompt TEXT | --prompt-file F) [options]
+const char* kUsage =
+    R"(usage: seekr generate --model DIR (--prompt TEXT | --prompt-file F) [options]
 
 Generates from a checkpoint directory (config.json, model.safetensors, tokenizer.json). One
 prompt and one sample: the text streams to stdout as it is produced. Several prompts or
@@ -88,8 +88,8 @@ int run_generate(int argc, char** argv) {
   using namespace seekr;
   cli::Args args(argc, argv, kUsage);
   const std::string dir = args.required("model");
-  std::vector<std::string> prompts = args.has("prompt") ? repeated(argc, argv, "prompt")
-                                                        : std::vector<std::string>{};
+  std::vector<std::string> prompts =
+      args.has("prompt") ? repeated(argc, argv, "prompt") : std::vector<std::string>{};
   if (args.has("prompt-file")) {
     for (auto& p : prompts_from_file(args.required("prompt-file"))) prompts.push_back(p);
   }
@@ -149,12 +149,16 @@ int run_generate(int argc, char** argv) {
   } else {
     for (const GenerationResult& r : out.results) {
       if (json) {
-        nlohmann::json j = {{"prompt", r.request},       {"sample", r.sample},
-                            {"text", r.text},            {"tokens", r.tokens},
-                            {"logprobs", r.logprobs},    {"raw_logprobs", r.raw_logprobs},
+        nlohmann::json j = {{"prompt", r.request},
+                            {"sample", r.sample},
+                            {"text", r.text},
+                            {"tokens", r.tokens},
+                            {"logprobs", r.logprobs},
+                            {"raw_logprobs", r.raw_logprobs},
                             {"finish", to_string(r.finish)}};
         if (r.finish == FinishReason::kStopString) j["stop"] = r.stop_string;
-        std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+        std::printf("%s\n",
+                    j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
       } else {
         std::printf("=== prompt %d, sample %d (%zu tokens, %s) ===\n%s\n", r.request, r.sample,
                     r.tokens.size(), to_string(r.finish), r.text.c_str());

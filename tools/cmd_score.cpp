@@ -5,10 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "args.h"
 #include "command.h"
@@ -18,7 +17,8 @@
 
 namespace {
 
-const char* kUsage = R"(usage: seekr score --model DIR (--text TEXT | --file F | --tokens F.jsonl) [options]
+const char* kUsage =
+    R"(usage: seekr score --model DIR (--text TEXT | --file F | --tokens F.jsonl) [options]
 
 Scores each token given its prefix: log p(token_t | tokens_<t) for t >= 1, the total
 log-probability, mean negative log-likelihood (nats/token) and perplexity.
@@ -63,7 +63,7 @@ int run_score(int argc, char** argv) {
              has_tokens = args.has("tokens");
   SEEKR_REQUIRE(has_text + has_file + has_tokens == 1,
                 "give exactly one of --text, --file, --tokens");
-  const std::string text = has_text ? args.str("text", "")
+  const std::string text = has_text   ? args.str("text", "")
                            : has_file ? read_file(args.required("file"))
                                       : std::string();
   const std::string tokens_path = has_tokens ? args.required("tokens") : "";
@@ -97,8 +97,8 @@ int run_score(int argc, char** argv) {
                   "/tokenizer.json is missing; score text needs it (or use --tokens)");
     seqs.push_back(im.tokenizer->encode(text, /*add_special_tokens=*/!no_bos));
   }
-  SEEKR_REQUIRE(dump.empty() || seqs.size() == 1, "--dump-logits takes one sequence; ",
-                tokens_path, " has ", seqs.size());
+  SEEKR_REQUIRE(dump.empty() || seqs.size() == 1, "--dump-logits takes one sequence; ", tokens_path,
+                " has ", seqs.size());
   const int max_pos = model.config().max_position_embeddings;
 
   double all_total = 0;
@@ -111,8 +111,8 @@ int run_score(int argc, char** argv) {
     for (int32_t t : toks)
       SEEKR_REQUIRE(t >= 0 && t < V, "sequence ", k, ": token id ", t,
                     " outside the vocabulary [0, ", V, ")");
-    std::vector<float> logits = backend == "session" ? logits_session(model, toks, mode)
-                                                     : logits_train(model, toks);
+    std::vector<float> logits =
+        backend == "session" ? logits_session(model, toks, mode) : logits_train(model, toks);
     double max_diff = -1;
     if (backend == "both") {
       const std::vector<float> other = logits_session(model, toks, mode);
@@ -121,14 +121,13 @@ int run_score(int argc, char** argv) {
         max_diff = std::max(max_diff, static_cast<double>(std::fabs(logits[i] - other[i])));
     }
     const ScoreResult r = score_from_logits(logits.data(), V, toks);
-    if (!dump.empty())
-      write_npy(dump, logits.data(), {static_cast<int64_t>(toks.size()), V});
+    if (!dump.empty()) write_npy(dump, logits.data(), {static_cast<int64_t>(toks.size()), V});
     if (per_token) {
       for (size_t t = 1; t < toks.size(); ++t) {
-        const std::string piece = im.tokenizer ? nlohmann::json(im.tokenizer->id_to_token(toks[t]))
-                                                     .dump(-1, ' ', false,
-                                                           nlohmann::json::error_handler_t::replace)
-                                               : "";
+        const std::string piece =
+            im.tokenizer ? nlohmann::json(im.tokenizer->id_to_token(toks[t]))
+                               .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                         : "";
         std::printf("%zu\t%d\t%s\t%.6f\n", t, toks[t], piece.c_str(), r.logprobs[t - 1]);
       }
     }
@@ -143,9 +142,10 @@ int run_score(int argc, char** argv) {
       if (max_diff >= 0) j["max_logit_diff_train_vs_session"] = max_diff;
       std::printf("%s\n", j.dump().c_str());
     } else {
-      std::printf("sequence %zu: %zu tokens, %zu scored, total log-prob %.4f, mean NLL %.4f "
-                  "nats/token, perplexity %.3f",
-                  k, toks.size(), n, r.total_logprob, r.mean_nll(), r.perplexity());
+      std::printf(
+          "sequence %zu: %zu tokens, %zu scored, total log-prob %.4f, mean NLL %.4f "
+          "nats/token, perplexity %.3f",
+          k, toks.size(), n, r.total_logprob, r.mean_nll(), r.perplexity());
       if (max_diff >= 0) std::printf(", max |logit train - session| %.3g", max_diff);
       std::printf("\n");
     }
@@ -156,8 +156,8 @@ int run_score(int argc, char** argv) {
     std::printf("all: %lld scored, total log-prob %.4f, mean NLL %.4f, perplexity %.3f\n",
                 static_cast<long long>(all_count), all_total, -all_total / all_count,
                 std::exp(-all_total / all_count));
-  if (!dump.empty()) std::fprintf(stderr, "wrote logits [%zu, %d] float32 to %s\n",
-                                  seqs[0].size(), V, dump.c_str());
+  if (!dump.empty())
+    std::fprintf(stderr, "wrote logits [%zu, %d] float32 to %s\n", seqs[0].size(), V, dump.c_str());
   return 0;
 }
 

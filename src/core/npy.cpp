@@ -59,8 +59,8 @@ std::string_view dict_value(std::string_view dict, std::string_view key, const s
 }
 
 std::vector<int64_t> parse_shape(std::string_view v, const std::string& path) {
-  SEEKR_REQUIRE(v.size() >= 2 && v.front() == '(' && v.back() == ')', path,
-                ": bad .npy shape '", v, "'");
+  SEEKR_REQUIRE(v.size() >= 2 && v.front() == '(' && v.back() == ')', path, ": bad .npy shape '", v,
+                "'");
   std::vector<int64_t> shape;
   std::string_view in = v.substr(1, v.size() - 2);
   size_t i = 0;
@@ -79,7 +79,9 @@ std::vector<int64_t> parse_shape(std::string_view v, const std::string& path) {
 
 }  // namespace
 
-int64_t NpyArray::numel() const { return shape_numel(shape); }
+int64_t NpyArray::numel() const {
+  return shape_numel(shape);
+}
 
 std::string npy_header(const std::string& descr, const std::vector<int64_t>& shape) {
   std::string dict = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': (";

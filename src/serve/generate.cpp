@@ -15,10 +15,14 @@ namespace seekr {
 
 const char* to_string(FinishReason r) {
   switch (r) {
-    case FinishReason::kLength: return "length";
-    case FinishReason::kStopToken: return "stop_token";
-    case FinishReason::kStopString: return "stop_string";
-    case FinishReason::kContextFull: return "context_full";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kStopToken:
+      return "stop_token";
+    case FinishReason::kStopString:
+      return "stop_string";
+    case FinishReason::kContextFull:
+      return "context_full";
   }
   return "?";
 }
@@ -327,8 +331,12 @@ GenerationOutput generate(const Model& model, const std::vector<GenerationReques
 }
 
 std::string chat_prompt(const Tokenizer& tokenizer, std::string_view user_message) {
-  const char* user = "<\xEF\xBD\x9C" "User\xEF\xBD\x9C>";
-  const char* assistant = "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>";
+  const char* user =
+      "<\xEF\xBD\x9C"
+      "User\xEF\xBD\x9C>";
+  const char* assistant =
+      "<\xEF\xBD\x9C"
+      "Assistant\xEF\xBD\x9C>";
   if (tokenizer.token_to_id(user) && tokenizer.token_to_id(assistant))
     return std::string(user) + std::string(user_message) + assistant;
   return "A conversation between User and Assistant. The user asks a question, and the "
@@ -346,7 +354,8 @@ InferenceModel load_inference_model(const std::string& dir) {
   m.dir = dir;
   m.model = std::make_unique<Model>(ModelConfig::from_file(dir + "/config.json"));
   m.model->load(TensorSource::open(dir), /*allow_missing_mtp=*/true);
-  if (file_exists(dir + "/tokenizer.json")) m.tokenizer = Tokenizer::from_file(dir + "/tokenizer.json");
+  if (file_exists(dir + "/tokenizer.json"))
+    m.tokenizer = Tokenizer::from_file(dir + "/tokenizer.json");
   return m;
 }
 
@@ -398,7 +407,9 @@ std::vector<float> logits_session(const Model& model, const std::vector<int32_t>
 double ScoreResult::mean_nll() const {
   return logprobs.empty() ? 0.0 : -total_logprob / static_cast<double>(logprobs.size());
 }
-double ScoreResult::perplexity() const { return std::exp(mean_nll()); }
+double ScoreResult::perplexity() const {
+  return std::exp(mean_nll());
+}
 
 ScoreResult score_from_logits(const float* logits, int vocab, const std::vector<int32_t>& tokens) {
   ScoreResult r;

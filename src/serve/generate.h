@@ -10,12 +10,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "model/model.h"
 #include "serve/sampler.h"
@@ -27,8 +26,8 @@ struct GenerationRequest {
   std::vector<int32_t> prompt;  // at least one token
   int max_new_tokens = 128;
   SamplingParams sampling;
-  uint64_t seed = 0;  // sample j of this request draws from Rng(seed + j)
-  int n = 1;          // independent samples of this prompt
+  uint64_t seed = 0;                      // sample j of this request draws from Rng(seed + j)
+  int n = 1;                              // independent samples of this prompt
   std::vector<int32_t> stop_tokens;       // e.g. eos; kept in tokens, not in text
   std::vector<std::string> stop_strings;  // need GenerateOptions::tokenizer; cut from text
 };

@@ -15,8 +15,7 @@ void SamplingParams::validate() const {
                 "sampling: temperature must be >= 0, got ", temperature);
   SEEKR_REQUIRE(top_k >= 0, "sampling: top_k must be >= 0 (0 = off), got ", top_k);
   SEEKR_REQUIRE(top_p > 0.0f && top_p <= 1.0f, "sampling: top_p must be in (0, 1], got ", top_p);
-  SEEKR_REQUIRE(min_p >= 0.0f && min_p <= 1.0f, "sampling: min_p must be in [0, 1], got ",
-                min_p);
+  SEEKR_REQUIRE(min_p >= 0.0f && min_p <= 1.0f, "sampling: min_p must be in [0, 1], got ", min_p);
 }
 
 namespace {
