@@ -31,6 +31,14 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
 }
 
 void matmul_xwt(const float* x, const float* w, float* y, int N, int in, int out, float beta) {
+  // A few rows (batch-1 decode): sgemm would repack the whole weight matrix for each call,
+  // which costs more than the product; matrix-vector products stream it once per row.
+  if (N > 0 && N < 4 && in > 0) {
+    for (int n = 0; n < N; ++n)
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in,
+                  x + static_cast<int64_t>(n) * in, 1, beta, y + static_cast<int64_t>(n) * out, 1);
+    return;
+  }
   gemm(false, true, N, out, in, 1.0f, x, in, w, in, beta, y, out);
 }
 
