@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "core/check.h"
 #include "core/file_io.h"
@@ -172,7 +173,9 @@ TEST(AdamW, SegmentsOfModelLayoutFollowSpecs) {
     EXPECT_EQ(s.decay, layout.specs()[i].weight_decay) << s.name;
     EXPECT_EQ(s.offset, layout.offsets()[i]);
     decayed += s.decay;
-    if (s.shape.size() < 2) EXPECT_FALSE(s.decay) << s.name << ": norms never decay";
+    if (s.shape.size() < 2) {
+      EXPECT_FALSE(s.decay) << s.name << ": norms never decay";
+    }
   }
   EXPECT_GT(decayed, 0u);
   EXPECT_LT(decayed, segs.size());
@@ -509,6 +512,63 @@ TEST(Trainer, OverfitsOneSmallBatch) {
   EXPECT_NEAR(tr.eval_ce(tokens.data(), B, T), r.ce, 0.05);
 }
 
+double meta_number(const SafetensorsFile& f, const std::string& key, size_t index = 0) {
+  std::stringstream list(f.metadata().at(key));
+  std::string item;
+  for (size_t i = 0; i <= index; ++i) std::getline(list, item, ',');
+  return std::stod(item);
+}
+
+// Trainer::step against the independent PyTorch twin (tests/reference/twin.py, float64): the
+// composed loss (CE + MTP with its shifted targets + balance), the gradient norm before
+// clipping, and four AdamW steps with clipping and the correction-bias update.
+TEST(Trainer, MatchesPytorchTwin) {
+  if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "/usr/bin/python3 with torch is not available";
+  TempDir dir;
+  write_file_atomic(dir / "config.json", small_config().to_json_text());
+  const int steps = 4;
+  const std::string cmd = "OMP_NUM_THREADS=1 /usr/bin/python3 " SEEKR_SOURCE_DIR
+                          "/tests/reference/twin.py --config " + dir / "config.json" +
+                          " --out " + dir / "twin" + " --batch 2 --seq 12 --steps " +
+                          std::to_string(steps) + " >/dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  const SafetensorsFile ref = SafetensorsFile::open(dir / "twin/reference.safetensors");
+  const TensorView& tok = ref.get("tokens");
+  ASSERT_EQ(tok.dtype, DType::I32);
+  const int B = static_cast<int>(tok.shape[0]), T = static_cast<int>(tok.shape[1]) - 1;
+  std::vector<int32_t> tokens(tok.numel());
+  std::memcpy(tokens.data(), tok.data, tok.nbytes);
+
+  Model model(ModelConfig::from_file(dir / "twin/config.json"));
+  model.load(TensorSource::open(dir / "twin/model.safetensors"));
+  TrainHyper hp;
+  hp.mtp_lambda = meta_number(ref, "mtp_lambda");
+  hp.balance_alpha = meta_number(ref, "balance_alpha");
+  hp.bias_gamma = meta_number(ref, "bias_gamma");
+  hp.clip = meta_number(ref, "clip_norm");
+  hp.adamw.beta1 = meta_number(ref, "beta1");
+  hp.adamw.beta2 = meta_number(ref, "beta2");
+  hp.adamw.eps = meta_number(ref, "adam_eps");
+  hp.adamw.weight_decay = meta_number(ref, "weight_decay");
+  const double lr = meta_number(ref, "lr");
+  Trainer tr(model, hp);
+  std::vector<float> want_norm(steps);
+  copy_to_f32(ref.get("adamw.grad_norm"), want_norm.data());
+  const int32_t* micro[] = {tokens.data()};
+  for (int s = 0; s < steps; ++s) {
+    const StepResult r = tr.step(micro, B, T, lr);
+    if (s == 0) {
+      EXPECT_NEAR(r.ce, meta_number(ref, "ce_loss_f64"), 1e-5 * r.ce);
+      EXPECT_NEAR(r.mtp, meta_number(ref, "mtp_loss_f64"), 1e-5 * r.mtp);
+      EXPECT_NEAR(r.balance, meta_number(ref, "balance_loss_f64"), 1e-4 * r.balance);
+    }
+    const double want = meta_number(ref, "adamw.total_loss_f64", s);
+    EXPECT_NEAR(r.loss, want, 1e-5 * want) << "step " << s;
+    EXPECT_NEAR(r.grad_norm, want_norm[s], 1e-3 * want_norm[s]) << "step " << s;
+  }
+}
+
 // Shards of random tokens for the end-to-end runs.
 void write_shards(const TempDir& dir, int vocab) {
   Rng rng(17);
@@ -567,9 +627,14 @@ TEST(Pretrain, ResumeIsBitExact) {
   EXPECT_EQ(state["step"], 3);
   EXPECT_EQ(state["tokens_seen"], 3 * 2 * 16 * 2);
 
+  // What a run killed in the middle of a save leaves behind; the next run clears it.
+  fs::create_directories(dir / "split/checkpoint.tmp-abc123");
   PretrainOptions second = run_options(dir, dir / "split");
   second.resume_dir = dir / "split/checkpoint";
   const PretrainSummary b = run_pretrain(second);
+  EXPECT_FALSE(fs::exists(dir / "split/checkpoint.tmp-abc123"));
+  EXPECT_EQ(fs::status(dir / "split/checkpoint").permissions() & fs::perms::others_read,
+            fs::perms::others_read);
   EXPECT_EQ(b.first_step, 3);
   ASSERT_EQ(b.losses.size(), 3u);
   for (int i = 0; i < 3; ++i) {

@@ -1,6 +1,7 @@
 #include "train/checkpoint.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -99,6 +100,8 @@ void save_checkpoint(const std::string& dir, const Model& model, const AdamW& op
   SEEKR_REQUIRE(::mkdtemp(tmpl.data()), "cannot create a temporary directory next to ", dir, ": ",
                 std::strerror(errno));
   const std::string tmp = tmpl;
+  // mkdtemp makes the directory private (0700); a checkpoint is shared like any model dir.
+  ::chmod(tmp.c_str(), 0755);
   try {
     write_file_atomic(tmp + "/config.json", model.config().to_json_text());
     {

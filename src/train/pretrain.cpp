@@ -10,6 +10,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <sstream>
 
 #include "core/check.h"
@@ -189,18 +190,26 @@ void PretrainOptions::validate() const {
   s.validate();
 }
 
+namespace {
+std::vector<std::string> expand_glob_or_empty(const std::string& pattern) {
+  std::vector<std::string> out;
+  glob_t g{};
+  if (::glob(pattern.c_str(), 0, nullptr, &g) == 0)
+    for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
+  globfree(&g);
+  return out;
+}
+}  // namespace
+
 std::vector<std::string> expand_glob(const std::string& pattern) {
   std::vector<std::string> out;
   std::stringstream parts(pattern);
   std::string part;
   while (std::getline(parts, part, ',')) {
     if (part.empty()) continue;
-    glob_t g{};
-    const int rc = ::glob(part.c_str(), 0, nullptr, &g);
-    if (rc == 0)
-      for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
-    globfree(&g);
-    SEEKR_REQUIRE(rc == 0, "no file matches '", part, "'");
+    const auto found = expand_glob_or_empty(part);
+    SEEKR_REQUIRE(!found.empty(), "no file matches '", part, "'");
+    out.insert(out.end(), found.begin(), found.end());
   }
   SEEKR_REQUIRE(!out.empty(), "no file matches '", pattern, "'");
   return out;
@@ -300,6 +309,11 @@ PretrainSummary run_pretrain(const PretrainOptions& opt) {
   const double peak_gflops =
       opt.peak_gflops > 0 ? opt.peak_gflops : kDefaultPeakGflopsPerThread * threads;
   const std::string ckpt_dir = opt.out_dir + "/checkpoint";
+  // A run killed while saving leaves its half-written checkpoint.tmp-XXXXXX behind.
+  for (const auto& stale : expand_glob_or_empty(ckpt_dir + ".tmp-*")) {
+    std::error_code ec;
+    std::filesystem::remove_all(stale, ec);
+  }
   MetricsLog log(opt.out_dir + "/metrics.jsonl");
   log.append({{"type", "start"},
               {"step", state.step},
