@@ -301,6 +301,8 @@ PretrainSummary run_pretrain(const PretrainOptions& opt) {
     rng.set_state(saved.rng);
     SEEKR_REQUIRE(state.step < opt.steps, opt.resume_dir, " is at step ", state.step,
                   "; nothing to do for --steps ", opt.steps);
+    SEEKR_REQUIRE(opt.stop_at == 0 || opt.stop_at > state.step, opt.resume_dir, " is at step ",
+                  state.step, "; --stop-at ", opt.stop_at, " would train nothing");
   } else {
     model.init_weights(rng.next_u64());
   }
