@@ -63,13 +63,13 @@ TEST(AdamW, MatchesTorchOverThreeSteps) {
   const float b0[4] = {1.0f, -2.0f, 0.75f, 0.0f};
   std::copy(w0, w0 + 6, p.begin());
   std::copy(b0, b0 + 4, p.begin() + 8);
-  p[6] = 7.0f;   // padding: must stay as it is
+  p[6] = 7.0f;  // padding: must stay as it is
   p[15] = -3.0f;
   const float gw[3][6] = {{0.1f, -0.2f, 0.3f, -0.4f, 0.5f, 0.0f},
                           {1.5f, 0.25f, -0.75f, 0.0f, 2.0f, -1.0f},
                           {-0.3f, 0.6f, 0.9f, 0.2f, -0.1f, 0.05f}};
-  const float gb[3][4] = {{0.01f, -0.02f, 0.5f, 0.0f}, {-1.0f, 0.3f, 0.2f, 0.0f},
-                          {0.7f, -0.6f, 0.0f, 1e-3f}};
+  const float gb[3][4] = {
+      {0.01f, -0.02f, 0.5f, 0.0f}, {-1.0f, 0.3f, 0.2f, 0.0f}, {0.7f, -0.6f, 0.0f, 1e-3f}};
   const double lrs[3] = {1e-2, 5e-3, 2e-2};
   for (int s = 0; s < 3; ++s) {
     std::copy(gw[s], gw[s] + 6, g.begin());
@@ -81,9 +81,9 @@ TEST(AdamW, MatchesTorchOverThreeSteps) {
   const float want_w[6] = {0.474970967f, -0.999583125f, 0.236452088f,
                            2.0099678f,   -0.151963666f, 0.0145232035f};
   const float want_b[4] = {0.995634794f, -1.98698461f, 0.721264064f, -0.0124642504f};
-  const float want_m[6] = {0.113100007f, 0.0663000047f, 0.0468000025f,
-                           -0.0124000004f, 0.210499987f, -0.0849999934f};
-  const float want_v[6] = {0.111826248f, 0.022773752f, 0.0712799951f,
+  const float want_m[6] = {0.113100007f,   0.0663000047f, 0.0468000025f,
+                           -0.0124000004f, 0.210499987f,  -0.0849999934f};
+  const float want_v[6] = {0.111826248f,   0.022773752f, 0.0712799951f,
                            0.00922000036f, 0.201781243f, 0.0476249978f};
   for (int i = 0; i < 6; ++i) {
     EXPECT_NEAR(p[i], want_w[i], 2e-7 * (1 + std::fabs(want_w[i]))) << "w[" << i << "]";
@@ -228,7 +228,7 @@ TEST(Schedule, CosineWarmupThenDecay) {
   s.warmup_steps = 10;
   s.total_steps = 101;
   s.validate();
-  EXPECT_DOUBLE_EQ(s.lr(0), 1e-4);      // warmup start: peak/W, not zero
+  EXPECT_DOUBLE_EQ(s.lr(0), 1e-4);  // warmup start: peak/W, not zero
   EXPECT_DOUBLE_EQ(s.lr(4), 5e-4);
   EXPECT_DOUBLE_EQ(s.lr(9), 1e-3);      // warmup end reaches the peak
   EXPECT_DOUBLE_EQ(s.lr(10), 1e-3);     // cosine starts at the peak
@@ -363,11 +363,20 @@ TEST(Metrics, LogAppendsAndPlots) {
 // tiny.json made smaller still, so a training step takes milliseconds.
 ModelConfig small_config() {
   auto j = nlohmann::json::parse(read_file(SEEKR_SHARED_DIR "/bench-configs/tiny.json"));
-  j.update({{"vocab_size", 128},         {"hidden_size", 64},       {"intermediate_size", 128},
-            {"moe_intermediate_size", 32}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
-            {"num_key_value_heads", 4},  {"kv_lora_rank", 32},      {"qk_nope_head_dim", 16},
-            {"qk_rope_head_dim", 8},     {"v_head_dim", 16},        {"n_routed_experts", 8},
-            {"num_experts_per_tok", 2},  {"max_position_embeddings", 64}});
+  j.update({{"vocab_size", 128},
+            {"hidden_size", 64},
+            {"intermediate_size", 128},
+            {"moe_intermediate_size", 32},
+            {"num_hidden_layers", 2},
+            {"num_attention_heads", 4},
+            {"num_key_value_heads", 4},
+            {"kv_lora_rank", 32},
+            {"qk_nope_head_dim", 16},
+            {"qk_rope_head_dim", 8},
+            {"v_head_dim", 16},
+            {"n_routed_experts", 8},
+            {"num_experts_per_tok", 2},
+            {"max_position_embeddings", 64}});
   return ModelConfig::from_json_text(j.dump(), "tiny.json shrunk");
 }
 
@@ -529,9 +538,9 @@ TEST(Trainer, MatchesPytorchTwin) {
   write_file_atomic(dir / "config.json", small_config().to_json_text());
   const int steps = 4;
   const std::string cmd = "OMP_NUM_THREADS=1 /usr/bin/python3 " SEEKR_SOURCE_DIR
-                          "/tests/reference/twin.py --config " + dir / "config.json" +
-                          " --out " + dir / "twin" + " --batch 2 --seq 12 --steps " +
-                          std::to_string(steps) + " >/dev/null";
+                          "/tests/reference/twin.py --config " +
+                          dir / "config.json" + " --out " + dir / "twin" +
+                          " --batch 2 --seq 12 --steps " + std::to_string(steps) + " >/dev/null";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   const SafetensorsFile ref = SafetensorsFile::open(dir / "twin/reference.safetensors");
   const TensorView& tok = ref.get("tokens");
@@ -622,8 +631,7 @@ TEST(Pretrain, ResumeIsBitExact) {
   const PretrainSummary a = run_pretrain(first);
   ASSERT_EQ(a.losses.size(), 3u);
   EXPECT_EQ(a.last_step, 3);
-  const auto state =
-      nlohmann::json::parse(read_file(dir / "split/checkpoint/trainer_state.json"));
+  const auto state = nlohmann::json::parse(read_file(dir / "split/checkpoint/trainer_state.json"));
   EXPECT_EQ(state["step"], 3);
   EXPECT_EQ(state["tokens_seen"], 3 * 2 * 16 * 2);
 
@@ -655,8 +663,7 @@ TEST(Pretrain, ResumeIsBitExact) {
   std::ifstream in(dir / "split/metrics.jsonl");
   std::string line;
   int train_records = 0;
-  while (std::getline(in, line))
-    train_records += nlohmann::json::parse(line)["type"] == "train";
+  while (std::getline(in, line)) train_records += nlohmann::json::parse(line)["type"] == "train";
   EXPECT_EQ(train_records, 6);
   // Training lowered the loss on this small random stream.
   EXPECT_LT(straight.losses.back(), straight.losses.front());

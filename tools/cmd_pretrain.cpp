@@ -10,7 +10,8 @@
 
 namespace {
 
-const char* kUsage = R"(usage: seekr pretrain --config CONFIG.json --data 'shards/train-*.bin' --out DIR [options]
+const char* kUsage =
+    R"(usage: seekr pretrain --config CONFIG.json --data 'shards/train-*.bin' --out DIR [options]
 
 Pretrains a model from scratch (or continues a checkpoint) on token shards written by
 `seekr data prepare`. Writes into DIR:

@@ -1,8 +1,8 @@
 #include "train/checkpoint.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -71,8 +71,8 @@ void sync_directory(const std::string& dir) {
 void install_directory(const std::string& tmp, const std::string& dir) {
   std::error_code ec;
   if (!fs::exists(dir, ec)) {
-    SEEKR_REQUIRE(::rename(tmp.c_str(), dir.c_str()) == 0, "cannot rename ", tmp, " to ", dir,
-                  ": ", std::strerror(errno));
+    SEEKR_REQUIRE(::rename(tmp.c_str(), dir.c_str()) == 0, "cannot rename ", tmp, " to ", dir, ": ",
+                  std::strerror(errno));
     return;
   }
   SEEKR_REQUIRE(fs::is_directory(dir, ec), dir, " exists and is not a checkpoint directory");

@@ -21,8 +21,8 @@ double measure_sgemm_gflops(int n, int repeats) {
   double best = 0.0;
   for (int r = 0; r < repeats; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(),
-                n, 0.0f, c.data(), n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n,
+                0.0f, c.data(), n);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     best = std::max(best, 2.0 * n * n * static_cast<double>(n) / s / 1e9);
   }
@@ -107,8 +107,8 @@ std::string progress_line(const StepMetrics& m) {
   std::snprintf(buf, sizeof buf,
                 "step %lld/%lld  loss %.4f (ce %.4f)  lr %.3g  |g| %.3g  %.0f tok/s  MFU %.1f%%"
                 "  ETA %s",
-                static_cast<long long>(m.step), static_cast<long long>(m.total_steps), m.loss,
-                m.ce, m.lr, m.grad_norm, m.tokens_per_second, 100.0 * m.mfu,
+                static_cast<long long>(m.step), static_cast<long long>(m.total_steps), m.loss, m.ce,
+                m.lr, m.grad_norm, m.tokens_per_second, 100.0 * m.mfu,
                 format_duration(m.eta_seconds).c_str());
   std::string line = buf;
   if (!m.balance_stats.layers.empty()) {

@@ -4,10 +4,9 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace seekr {
 
@@ -32,9 +31,9 @@ double train_flops_per_token(const ModelConfig& c, int T);
 // Per MoE layer (in the order of `load`, dense layers skipped): MaxVio = max_e load_e /
 // mean_e load_e − 1. A layer that routed no token has MaxVio 0.
 struct LoadBalance {
-  std::vector<int> layers;       // indices into load that are MoE layers
-  std::vector<double> max_vio;   // same length
-  double mean_max_vio = 0.0;     // mean over those layers (0 when none)
+  std::vector<int> layers;      // indices into load that are MoE layers
+  std::vector<double> max_vio;  // same length
+  double mean_max_vio = 0.0;    // mean over those layers (0 when none)
 };
 LoadBalance max_violation(const std::vector<std::vector<int64_t>>& load);
 

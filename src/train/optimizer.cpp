@@ -28,7 +28,9 @@ std::vector<ParamSegment> param_segments(const ModelLayout& layout) {
 }
 
 AdamW::AdamW(std::vector<ParamSegment> segments, size_t total, const AdamWConfig& config)
-    : segments_(std::move(segments)), config_(config), exp_avg_(total, 0.0f),
+    : segments_(std::move(segments)),
+      config_(config),
+      exp_avg_(total, 0.0f),
       exp_avg_sq_(total, 0.0f) {
   std::vector<std::pair<size_t, size_t>> ranges;
   for (const auto& s : segments_) {

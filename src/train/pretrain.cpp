@@ -28,7 +28,8 @@ namespace seekr {
 // ---- Trainer -------------------------------------------------------------------------------
 
 Trainer::Trainer(Model& model, const TrainHyper& hp)
-    : model_(model), hp_(hp),
+    : model_(model),
+      hp_(hp),
       optimizer_(param_segments(model.layout()), model.params().size(), hp.adamw),
       graph_(std::make_unique<TrainGraph>(model)) {}
 
@@ -80,10 +81,10 @@ StepResult Trainer::step(std::span<const int32_t* const> micro, int B, int T, do
           for (int i = 0; i < Tk; ++i)
             mtp_targets_[size_t(b) * Tk + i] = tok[size_t(b) * (T + 1) + i + k + 1];
         float* lk = graph_->mtp_logits(k);
-        const double ce_k = cross_entropy_forward_backward(
-                                lk, mtp_targets_.data(), lk, rows, V,
-                                static_cast<float>(w / (double(rows) * A))) /
-                            rows;
+        const double ce_k =
+            cross_entropy_forward_backward(lk, mtp_targets_.data(), lk, rows, V,
+                                           static_cast<float>(w / (double(rows) * A))) /
+            rows;
         r.mtp += w * ce_k;
         dmtp[k - 1] = lk;
       }
@@ -91,7 +92,8 @@ StepResult Trainer::step(std::span<const int32_t* const> micro, int B, int T, do
     r.balance += graph_->balance_loss();  // already times α/A
     const auto& load = graph_->expert_load();
     for (int l = 0; l < layers && l < static_cast<int>(load.size()); ++l)
-      for (size_t e = 0; e < load[l].size() && e < r.load[l].size(); ++e) r.load[l][e] += load[l][e];
+      for (size_t e = 0; e < load[l].size() && e < r.load[l].size(); ++e)
+        r.load[l][e] += load[l][e];
 
     graph_->backward(logits, dmtp);
   }
@@ -102,10 +104,9 @@ StepResult Trainer::step(std::span<const int32_t* const> micro, int B, int T, do
   std::vector<float>& grads = model_.grads();
   r.grad_norm = hp_.clip > 0 ? clip_grad_norm(grads.data(), grads.size(), hp_.clip)
                              : std::sqrt(sum_of_squares(grads.data(), grads.size()));
-  SEEKR_REQUIRE(std::isfinite(r.grad_norm) && std::isfinite(r.loss),
-                "training diverged: loss ", r.loss, ", gradient norm ", r.grad_norm,
-                " at optimizer step ", optimizer_.steps() + 1,
-                " (the last checkpoint is intact; try a lower --lr)");
+  SEEKR_REQUIRE(std::isfinite(r.grad_norm) && std::isfinite(r.loss), "training diverged: loss ",
+                r.loss, ", gradient norm ", r.grad_norm, " at optimizer step ",
+                optimizer_.steps() + 1, " (the last checkpoint is intact; try a lower --lr)");
   optimizer_.step(model_.params().data(), grads.data(), lr);
   if (hp_.bias_gamma > 0) model_.update_correction_bias(r.load, static_cast<float>(hp_.bias_gamma));
   return r;
@@ -264,8 +265,8 @@ PretrainSummary run_pretrain(const PretrainOptions& opt) {
     tokenizer_path = opt.resume_dir + "/tokenizer.json";
   if (!tokenizer_path.empty()) {
     const Tokenizer tok = Tokenizer::from_file(tokenizer_path);
-    SEEKR_REQUIRE(tok.vocab_size() <= config.vocab_size, tokenizer_path, " has ",
-                  tok.vocab_size(), " tokens but the model's vocab_size is ", config.vocab_size);
+    SEEKR_REQUIRE(tok.vocab_size() <= config.vocab_size, tokenizer_path, " has ", tok.vocab_size(),
+                  " tokens but the model's vocab_size is ", config.vocab_size);
   }
 
   std::optional<int32_t> eos;
@@ -400,8 +401,7 @@ PretrainSummary run_pretrain(const PretrainOptions& opt) {
       m.eta_seconds = avg_step * static_cast<double>(opt.steps - state.step);
       m.balance_stats = max_violation(r.load);
       log.append(m.to_json());
-      if (opt.progress)
-        std::fprintf(stderr, tty ? "\r%s\x1b[K" : "%s\n", progress_line(m).c_str());
+      if (opt.progress) std::fprintf(stderr, tty ? "\r%s\x1b[K" : "%s\n", progress_line(m).c_str());
     }
     const bool interrupted = g_interrupted.load();
     if (valid && ((opt.eval_every > 0 && state.step % opt.eval_every == 0) ||

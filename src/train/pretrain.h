@@ -5,11 +5,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "train/optimizer.h"
 #include "train/schedule.h"
@@ -20,10 +19,10 @@ class Model;
 class TrainGraph;
 
 struct TrainHyper {
-  double mtp_lambda = 0.3;     // λ: L = CE + (λ/D)·Σ_k CE_k + balance
-  double balance_alpha = 1e-4; // α of the sequence-wise balance loss (0: off)
-  double bias_gamma = 1e-3;    // γ of the correction-bias update (0: off)
-  double clip = 1.0;           // max global gradient norm (<= 0: no clipping)
+  double mtp_lambda = 0.3;      // λ: L = CE + (λ/D)·Σ_k CE_k + balance
+  double balance_alpha = 1e-4;  // α of the sequence-wise balance loss (0: off)
+  double bias_gamma = 1e-3;     // γ of the correction-bias update (0: off)
+  double clip = 1.0;            // max global gradient norm (<= 0: no clipping)
   AdamWConfig adamw;
 };
 
@@ -33,7 +32,7 @@ struct StepResult {
   double ce = 0;    // main next-token CE, mean over B·T targets
   double mtp = 0;   // (λ/D)·Σ_k CE_k, CE_k the mean over module k's B·(T−k) rows
   double balance = 0;
-  double grad_norm = 0;  // global gradient norm before clipping
+  double grad_norm = 0;                    // global gradient norm before clipping
   std::vector<std::vector<int64_t>> load;  // expert selections summed over the micro-batches
 };
 
@@ -78,11 +77,11 @@ struct PretrainOptions {
   int64_t save_every = 0;   // 0: only at the end
   int64_t eval_every = 0;   // 0: only at the end (when valid_shards is set)
   int eval_batches = 8;
-  int64_t stop_at = 0;      // >0: save and stop after this step (as if interrupted)
-  int threads = 0;          // 0: leave OpenMP's default
-  double peak_gflops = 0;   // MFU denominator; 0: kDefaultPeakGflopsPerThread · threads
-  int log_every = 1;        // progress line and JSONL record every N steps
-  bool progress = true;     // live progress line on stderr
+  int64_t stop_at = 0;     // >0: save and stop after this step (as if interrupted)
+  int threads = 0;         // 0: leave OpenMP's default
+  double peak_gflops = 0;  // MFU denominator; 0: kDefaultPeakGflopsPerThread · threads
+  int log_every = 1;       // progress line and JSONL record every N steps
+  bool progress = true;    // live progress line on stderr
   bool plot = true;
 
   nlohmann::json to_json() const;

@@ -29,8 +29,7 @@ double LrSchedule::lr(int64_t step) const {
   if (kind == ScheduleKind::kCosine) {
     const int64_t span = total_steps - 1 - warmup_steps;
     const double p =
-        span <= 0 ? 1.0
-                  : std::clamp(static_cast<double>(step - warmup_steps) / span, 0.0, 1.0);
+        span <= 0 ? 1.0 : std::clamp(static_cast<double>(step - warmup_steps) / span, 0.0, 1.0);
     return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + std::cos(M_PI * p));
   }
   const int64_t start = std::max(decay_start(), warmup_steps);
@@ -52,9 +51,12 @@ void LrSchedule::validate() const {
 }
 
 nlohmann::json LrSchedule::to_json() const {
-  return {{"kind", schedule_kind_name(kind)}, {"peak_lr", peak_lr},
-          {"min_lr", min_lr},                 {"warmup_steps", warmup_steps},
-          {"total_steps", total_steps},       {"decay_fraction", decay_fraction}};
+  return {{"kind", schedule_kind_name(kind)},
+          {"peak_lr", peak_lr},
+          {"min_lr", min_lr},
+          {"warmup_steps", warmup_steps},
+          {"total_steps", total_steps},
+          {"decay_fraction", decay_fraction}};
 }
 
 LrSchedule LrSchedule::from_json(const nlohmann::json& j) {
