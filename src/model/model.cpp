@@ -89,6 +89,7 @@ void Model::update_correction_bias(const std::vector<std::vector<int64_t>>& load
     float* bias = w_.layers[l].correction_bias;
     if (!bias) continue;
     const auto& ld = load[l];
+    if (ld.empty()) continue;  // layer not run this step (e.g. MTP modules switched off)
     SEEKR_CHECK(static_cast<int>(ld.size()) == config_.n_routed_experts);
     double mean = 0;
     for (auto c : ld) mean += static_cast<double>(c);

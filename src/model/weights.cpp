@@ -51,10 +51,7 @@ void for_each_tensor(const ModelConfig& c, ModelWeights& w,
     if (!lw.is_moe) {
       mlp(p + ".mlp", c.intermediate_size, lw.mlp);
     } else {
-      // The router is a matrix but, like V3's gating module, is not weight-decayed.
-      fn(TensorSpec{p + ".mlp.gate.weight", {c.n_routed_experts, d}, TensorInit::kNormal,
-                    TensorKind::kParam, false},
-         lw.router);
+      matrix(p + ".mlp.gate.weight", c.n_routed_experts, d, lw.router);
       if (c.has_correction_bias())
         fn(TensorSpec{p + ".mlp.gate.e_score_correction_bias", {c.n_routed_experts},
                       TensorInit::kZeros, TensorKind::kBuffer, false},
