@@ -208,7 +208,8 @@ void ffn_backward(const Dims& D, const ModelConfig& c, const LayerWeights& w,
     std::fill(dh, dh + size_t(N) * d, 0.0f);
   }
   // Routed experts. dye = w·dout[token]; dweight = dout[token]·ye.
-  std::vector<float> dweights(size_t(N) * K);
+  ensure(a.dweights, size_t(N) * K);
+  float* dweights = a.dweights.data();
   const size_t need = rows * d + 2 * rows * Im + rows * d;
   ensure(scratch, need);
   float* dye = scratch.data();                // [rows, d]
@@ -224,7 +225,7 @@ void ffn_backward(const Dims& D, const ModelConfig& c, const LayerWeights& w,
       dye[r * d + j] = wt * dy[j];
       dot += double(dy[j]) * y[j];
     }
-    dweights[size_t(t) * K + a.row_slot[r]] = static_cast<float>(dot);
+    dweights[size_t(t) * K + a.row_slot[r]] = static_cast<float>(dot);  // every slot is written
   }
   for (int e = 0; e < E; ++e) {
     const int n = a.offset[e + 1] - a.offset[e];
@@ -235,11 +236,12 @@ void ffn_backward(const Dims& D, const ModelConfig& c, const LayerWeights& w,
   }
   for (size_t r = 0; r < rows; ++r) add_into(dh + size_t(a.row_token[r]) * d, &dxe[r * d], d);
   // Router: gate weights (and balance loss) → router logits → router weight and input.
-  std::vector<float> drl(size_t(N) * E);
-  route_backward(routing_params(c), a.scores.data(), a.idx.data(), dweights.data(),
-                 a.dscores_balance.empty() ? nullptr : a.dscores_balance.data(), drl.data(), N);
-  matmul_dyt_x(drl.data(), h, g.router, N, d, E);
-  matmul_dy_w(drl.data(), w.router, dh, N, d, E, 1.0f);
+  ensure(a.drouter, size_t(N) * E);
+  float* drl = a.drouter.data();  // [N, E]
+  route_backward(routing_params(c), a.scores.data(), a.idx.data(), dweights,
+                 a.dscores_balance.empty() ? nullptr : a.dscores_balance.data(), drl, N);
+  matmul_dyt_x(drl, h, g.router, N, d, E);
+  matmul_dy_w(drl, w.router, dh, N, d, E, 1.0f);
 }
 
 void block_forward(const Dims& D, const ModelConfig& c, const RopeTables& rope,

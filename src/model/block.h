@@ -33,6 +33,7 @@ struct FfnActs {
   std::vector<float> gs, us, as;                // [N, Is] shared experts
   std::vector<int64_t> load;                    // [E] selections in this forward
   std::vector<float> dscores_balance;           // [N, E] balance-loss gradient on the scores
+  std::vector<float> dweights, drouter;         // backward scratch: [N, K], [N, E]
   double balance_loss = 0;
 };
 
