@@ -340,7 +340,7 @@ TEST(Tasks, ChinesePromptsAndLogicTasks) {
     EXPECT_TRUE(b.answer == "1" || b.answer == "0");
     EXPECT_TRUE(verify(b, b.answer));
     EXPECT_FALSE(verify(b, b.answer == "1" ? "0" : "1"));
-    // Independent evaluation of the expression in the prompt by rewriting it to C++-like rules.
+    // The difficulty knob is the operator count (values are checked in BoolAnswersMatch...).
     const std::string expr = b.key.substr(5);
     std::string ops_only;
     for (char c : expr)
@@ -455,6 +455,9 @@ TEST(Tasks, TrainAndEvalAreDisjoint) {
   s.arith = {ArithOp::Add, 1, 2};
   tiny.entries.push_back({s, 1});
   EXPECT_THROW(make_split(tiny, Split::Eval, 500, 1), Error);
+  const auto few = make_split(tiny, Split::Eval, 2, 1);  // but what exists can be drawn
+  EXPECT_EQ(few.size(), 2u);
+  EXPECT_NE(few[0].key, few[1].key);
 }
 
 // ---------------------------------------------------------------- JSONL
