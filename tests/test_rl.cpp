@@ -164,6 +164,7 @@ TEST(Extract, LastNumber) {
   EXPECT_EQ(last_number("x = -3"), "-3");
   EXPECT_EQ(last_number("total 1,234 apples"), "1,234");
   EXPECT_EQ(last_number("list 1,2,3"), "3");
+  EXPECT_EQ(last_number("ids 1234,567"), "567");  // four digits cannot lead a group
   EXPECT_EQ(last_number("ratio 3/4."), "3/4");
   EXPECT_EQ(last_number("pi is 3.14"), "3.14");
   EXPECT_EQ(last_number("答案是１２３"), "123");
