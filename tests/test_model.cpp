@@ -233,6 +233,25 @@ TEST_P(InferenceAgreement, SessionMatchesTrainingForwardInBothModes) {
 INSTANTIATE_TEST_SUITE_P(Variants, InferenceAgreement,
                          ::testing::Values("", R"(, "q_lora_rank": null, "scoring_func": "softmax")"));
 
+TEST(Inference, CopiedSlotContinuesLikeTheOriginal) {
+  Model model(micro());
+  model.init_weights(8);
+  const int V = model.config().vocab_size;
+  for (AttentionMode mode : {AttentionMode::kAbsorbed, AttentionMode::kNaive}) {
+    InferenceSession s(model, 3, 16, mode);
+    std::vector<int32_t> prompt = {3, 14, 15, 9, 2}, slots(5, 0), pos = {0, 1, 2, 3, 4};
+    std::vector<float> logits(5 * V);
+    s.forward(prompt.data(), slots.data(), pos.data(), 5, logits.data());
+    s.copy_slot(0, 2);
+    EXPECT_EQ(s.length(2), 5);
+    // The same next token in both slots, decoded together, gives the same logits.
+    std::vector<int32_t> tok = {7, 7}, sl = {0, 2}, ps = {5, 5};
+    std::vector<float> out(2 * V);
+    s.forward(tok.data(), sl.data(), ps.data(), 2, out.data());
+    for (int i = 0; i < V; ++i) ASSERT_EQ(out[i], out[V + i]) << i;
+  }
+}
+
 TEST(Inference, RejectsBadRequests) {
   Model model(micro());
   model.init_weights(5);

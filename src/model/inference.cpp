@@ -127,6 +127,17 @@ void InferenceSession::reset_slot(int slot) {
   SEEKR_CHECK(slot >= 0 && slot < impl_->max_seqs);
   impl_->len[slot] = 0;
 }
+void InferenceSession::copy_slot(int src, int dst) {
+  Impl& m = *impl_;
+  SEEKR_REQUIRE(src >= 0 && src < m.max_seqs && dst >= 0 && dst < m.max_seqs,
+                "copy_slot: slots ", src, " -> ", dst, " out of range (", m.max_seqs, ")");
+  if (src == dst) return;
+  const size_t n = size_t(m.len[src]) * m.width;
+  for (int l = 0; l < m.c.num_hidden_layers; ++l)
+    std::copy(m.row(l, src, 0), m.row(l, src, 0) + n, m.row(l, dst, 0));
+  m.len[dst] = m.len[src];
+}
+
 int InferenceSession::length(int slot) const { return impl_->len.at(slot); }
 int InferenceSession::max_seqs() const { return impl_->max_seqs; }
 int InferenceSession::max_len() const { return impl_->max_len; }

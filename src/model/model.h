@@ -113,6 +113,9 @@ class InferenceSession {
   void forward(const int32_t* tokens, const int32_t* slots, const int32_t* positions, int n,
                float* logits, const uint8_t* logits_rows = nullptr);
   void reset_slot(int slot);  // forget a slot's cache
+  // Makes `dst` hold the same positions as `src` (e.g. one prefilled prompt shared by G
+  // samples); dst's previous contents are dropped.
+  void copy_slot(int src, int dst);
   int length(int slot) const; // positions held
   int max_seqs() const;
   int max_len() const;
