@@ -544,6 +544,8 @@ TEST(Generate, NSamplesEqualSeparateSeeds) {
     expect_same_results(out.results[j], generate(model, {one}).results[0], j);
   }
   EXPECT_NE(out.results[0].tokens, out.results[1].tokens);
+  // The three samples share one prefill of the prompt (copied into their cache slots).
+  EXPECT_EQ(out.stats.prompt_tokens, static_cast<int64_t>(r.prompt.size()));
 }
 
 TEST(Generate, AbsorbedEqualsNaive) {

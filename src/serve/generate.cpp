@@ -190,7 +190,17 @@ void Driver::prefill(std::vector<Sequence*> batch) {
   slot_.clear();
   pos_.clear();
   rows_.clear();
-  for (Sequence* s : batch) {
+  // Samples of one request share its prompt: prefill it once, then copy the cache into the
+  // siblings' slots. owner[i] indexes `firsts`, the sequences whose prompts are computed.
+  std::vector<Sequence*> firsts;
+  std::vector<size_t> owner(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    size_t j = 0;
+    while (j < firsts.size() && firsts[j]->req != batch[i]->req) ++j;
+    if (j == firsts.size()) firsts.push_back(batch[i]);
+    owner[i] = j;
+  }
+  for (Sequence* s : firsts) {
     session_.reset_slot(s->slot);
     const auto& p = s->req->prompt;
     for (size_t i = 0; i < p.size(); ++i) {
@@ -200,14 +210,15 @@ void Driver::prefill(std::vector<Sequence*> batch) {
       rows_.push_back(i + 1 == p.size());
     }
   }
-  logits_.resize(batch.size() * static_cast<size_t>(vocab_));
+  logits_.resize(firsts.size() * static_cast<size_t>(vocab_));
   session_.forward(tok_.data(), slot_.data(), pos_.data(), static_cast<int>(tok_.size()),
                    logits_.data(), rows_.data());
   stats_.prompt_tokens += static_cast<int64_t>(tok_.size());
   ++stats_.prefill_calls;
   for (size_t i = 0; i < batch.size(); ++i) {
+    if (batch[i] != firsts[owner[i]]) session_.copy_slot(firsts[owner[i]]->slot, batch[i]->slot);
     active_.push_back(batch[i]);
-    accept(*batch[i], logits_.data() + i * vocab_);
+    accept(*batch[i], logits_.data() + owner[i] * vocab_);
   }
   std::erase_if(active_, [](const Sequence* s) { return s->done; });
   stats_.prefill_seconds += seconds_since(t0);

@@ -57,7 +57,7 @@ struct GenerationResult {
 };
 
 struct GenerationStats {
-  int64_t prompt_tokens = 0;     // prefilled, over all sequences
+  int64_t prompt_tokens = 0;     // prefilled (once per request: its samples share it)
   int64_t generated_tokens = 0;  // sampled, over all sequences
   int64_t decode_tokens = 0;     // fed through batched decode steps
   int decode_steps = 0;
