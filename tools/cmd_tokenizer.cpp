@@ -34,7 +34,7 @@ const char* kUsage =
     "      {\"text\": ...} lines instead, which `encode --jsonl` reads back.\n"
     "\n"
     "  train --vocab-size N --out FILE [--special LIST] [--bos TOKEN] [--min-frequency K]\n"
-    "        [--jsonl] FILES...\n"
+    "        [--max-digits D] [--jsonl] FILES...\n"
     "      Learns a byte-level BPE vocabulary of N tokens (special tokens, then the 256 bytes,\n"
     "      then merges) with DeepSeek-V3's pre-tokenizer; deterministic. LIST is\n"
     "      comma-separated, e.g. \"<｜begin▁of▁sentence｜>,<｜end▁of▁sentence｜>\"; specials get\n"
@@ -158,6 +158,7 @@ int train(int argc, char** argv) {
   cfg.special_tokens = split_commas(args.str("special", ""));
   cfg.bos_token = args.str("bos", "");
   cfg.min_frequency = args.i64("min-frequency", 2);
+  cfg.max_digits = static_cast<int>(args.i64("max-digits", 3));
   std::string out = args.required("out");
   bool jsonl = args.flag("jsonl");
   args.finish();

@@ -330,6 +330,36 @@ TaskMix default_mix() {
                   {boolean_zh, 0.05}}};
 }
 
+TaskMix named_mix(std::string_view name) {
+  auto add = [](Lang lang, double w) {
+    TaskSpec s;
+    s.kind = TaskKind::Arithmetic;
+    s.lang = lang;
+    s.arith = {ArithOp::Add, 3, 3};
+    return TaskMix::Entry{s, w};
+  };
+  if (name == "default") return default_mix();
+  if (name == "add") return TaskMix{{add(Lang::En, 0.5), add(Lang::Zh, 0.5)}};
+  if (name == "add-en") return TaskMix{{add(Lang::En, 1.0)}};
+  if (name == "add-zh") return TaskMix{{add(Lang::Zh, 1.0)}};
+  TaskSpec s;
+  if (name == "mul") {
+    s.arith = {ArithOp::Mul, 2, 2};
+  } else if (name == "countdown") {
+    s.kind = TaskKind::Countdown;
+  } else if (name == "bool") {
+    s.kind = TaskKind::BoolEval;
+  } else if (name == "sort") {
+    s.kind = TaskKind::WordSort;
+  } else {
+    throw Error("unknown task mix \"" + std::string(name) +
+                "\" (expected default, add, add-en, add-zh, mul, countdown, bool or sort)");
+  }
+  TaskSpec zh = s;
+  zh.lang = Lang::Zh;
+  return TaskMix{{{s, 0.5}, {zh, 0.5}}};
+}
+
 uint64_t problem_hash(const Problem& p) {
   uint64_t h = 0xcbf29ce484222325ULL;
   for (unsigned char c : p.key) {

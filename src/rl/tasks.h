@@ -78,6 +78,10 @@ struct TaskMix {
 // The default curriculum (docs/rl-tasks.md): mostly three 3-digit additions in English and
 // Chinese, with multiplication, Countdown and boolean evaluation alongside.
 TaskMix default_mix();
+// A mix by name: "default"; "add" (three 3-digit additions, half English, half Chinese),
+// "add-en", "add-zh"; "mul", "countdown", "bool", "sort" (half and half). Throws seekr::Error
+// naming an unknown name.
+TaskMix named_mix(std::string_view name);
 
 // 64-bit hash of p.key (FNV-1a, then a splitmix finaliser so every bit is mixed).
 uint64_t problem_hash(const Problem& p);

@@ -40,6 +40,7 @@ Tokenizer train_bpe(std::span<const std::string> texts, const BpeTrainConfig& cf
   SEEKR_REQUIRE(cfg.vocab_size >= n_special + 256, "train_bpe: vocab_size ", cfg.vocab_size,
                 " is below the ", n_special + 256, " special + byte tokens");
   SEEKR_REQUIRE(cfg.min_frequency >= 1, "train_bpe: min_frequency must be >= 1");
+  SEEKR_REQUIRE(cfg.max_digits >= 1, "train_bpe: max_digits must be >= 1");
   std::unordered_set<std::string> seen_special;
   for (const std::string& s : cfg.special_tokens) {
     SEEKR_REQUIRE(!s.empty() && is_valid_utf8(s), "train_bpe: special token '", s,
@@ -56,7 +57,7 @@ Tokenizer train_bpe(std::span<const std::string> texts, const BpeTrainConfig& cf
   for (int i = 0; i < n_special; ++i)
     pipe.added.push_back({i, cfg.special_tokens[i], true, false, false, false, false});
   pipe.finalize();
-  parse_pre_tokenizer(pipe, deepseek_pre_tokenizer_json(), "pre_tokenizer");
+  parse_pre_tokenizer(pipe, deepseek_pre_tokenizer_json(cfg.max_digits), "pre_tokenizer");
 
   // 1. Count pre-tokenized words.
   std::unordered_map<std::string, int64_t> word_counts;
@@ -199,7 +200,7 @@ Tokenizer train_bpe(std::span<const std::string> texts, const BpeTrainConfig& cf
                      {"special", true}});
   doc["added_tokens"] = std::move(added);
   doc["normalizer"] = nullptr;
-  doc["pre_tokenizer"] = deepseek_pre_tokenizer_json();
+  doc["pre_tokenizer"] = deepseek_pre_tokenizer_json(cfg.max_digits);
   if (cfg.bos_token.empty()) {
     doc["post_processor"] = {{"type", "ByteLevel"},
                              {"add_prefix_space", true},

@@ -175,6 +175,7 @@ void parse_normalizer(const Impl& impl, const Json& j, const std::string& field)
 void parse_decoder(Impl& impl, const Json& j, const std::string& field);
 
 // DeepSeek-V3's pre-tokenizer, used for training.
-Json deepseek_pre_tokenizer_json();
+// DeepSeek-V3's pre-tokenizer; its first split isolates digit runs of 1..max_digits (3 in V3).
+Json deepseek_pre_tokenizer_json(int max_digits = 3);
 
 }  // namespace seekr::tokenizer_detail

@@ -300,8 +300,8 @@ void parse_decoder(Impl& impl, const Json& j, const std::string& path) {
   impl.decoder_byte_level = true;
 }
 
-Json deepseek_pre_tokenizer_json() {
-  auto split = [](const char* re) {
+Json deepseek_pre_tokenizer_json(int max_digits) {
+  auto split = [](const std::string& re) {
     return Json{{"type", "Split"},
                 {"pattern", {{"Regex", re}}},
                 {"behavior", "Isolated"},
@@ -310,7 +310,9 @@ Json deepseek_pre_tokenizer_json() {
   return Json{
       {"type", "Sequence"},
       {"pretokenizers",
-       {split(R"(\p{N}{1,3})"), split("[一-龥぀-ゟ゠-ヿ]+"),
+       {split(max_digits == 1 ? std::string(R"(\p{N})")
+                              : R"(\p{N}{1,)" + std::to_string(max_digits) + "}"),
+        split("[一-龥぀-ゟ゠-ヿ]+"),
         split("[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?"
               "[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"),
         Json{{"type", "ByteLevel"},

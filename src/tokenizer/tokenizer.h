@@ -69,11 +69,14 @@ struct BpeTrainConfig {
   std::string bos_token;
   // Pairs seen fewer times than this are never merged (training may stop below vocab_size).
   int64_t min_frequency = 2;
+  // Longest digit run one pre-token may hold: 3 as in DeepSeek-V3; 1 gives one token per digit,
+  // which small models doing column arithmetic need.
+  int max_digits = 3;
 };
 
 // Learns a byte-level BPE vocabulary: special tokens first (ids 0..), then the 256 byte tokens
 // in byte order, then one token per merge. Uses DeepSeek-V3's pre-tokenizer (digit runs of
-// 1-3, CJK runs, then its word regex). Deterministic: the most frequent pair wins, ties go to
+// 1-max_digits, CJK runs, then its word regex). Deterministic: the most frequent pair wins, ties go to
 // the pair with the smaller (left id, right id).
 Tokenizer train_bpe(std::span<const std::string> texts, const BpeTrainConfig& config);
 // Same, reading each path as one document.

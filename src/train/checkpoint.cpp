@@ -90,8 +90,12 @@ void install_directory(const std::string& tmp, const std::string& dir) {
 
 }  // namespace
 
-void save_checkpoint(const std::string& dir, const Model& model, const AdamW& optimizer,
-                     const TrainerState& state, const std::string& tokenizer_path) {
+namespace {
+
+// Writes a model directory (plus the optimizer and trainer state when given) through a fresh
+// temporary sibling that replaces `dir` only once complete.
+void write_model_directory(const std::string& dir, const Model& model, const AdamW* optimizer,
+                           const TrainerState* state, const std::string& tokenizer_json) {
   SEEKR_REQUIRE(!dir.empty(), "empty checkpoint path");
   const fs::path target = fs::path(dir).lexically_normal();
   const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
@@ -110,15 +114,14 @@ void save_checkpoint(const std::string& dir, const Model& model, const AdamW& op
       w.set_metadata("format", "pt");
       w.write(tmp + "/model.safetensors");
     }
-    {
+    if (optimizer) {
       SafetensorsWriter w;
-      optimizer.add_to(w);
+      optimizer->add_to(w);
       w.set_metadata("format", "seekr-adamw");
       w.write(tmp + "/optimizer.safetensors");
     }
-    if (!tokenizer_path.empty())
-      write_file_atomic(tmp + "/tokenizer.json", read_file(tokenizer_path));
-    write_file_atomic(tmp + "/trainer_state.json", state.to_json().dump(2) + "\n");
+    if (!tokenizer_json.empty()) write_file_atomic(tmp + "/tokenizer.json", tokenizer_json);
+    if (state) write_file_atomic(tmp + "/trainer_state.json", state->to_json().dump(2) + "\n");
     sync_directory(tmp);
     install_directory(tmp, target.string());
     sync_directory(parent.string());
@@ -127,6 +130,18 @@ void save_checkpoint(const std::string& dir, const Model& model, const AdamW& op
     fs::remove_all(tmp, ec);
     throw;
   }
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& dir, const Model& model, const AdamW& optimizer,
+                     const TrainerState& state, const std::string& tokenizer_path) {
+  write_model_directory(dir, model, &optimizer, &state,
+                        tokenizer_path.empty() ? std::string() : read_file(tokenizer_path));
+}
+
+void save_model_dir(const std::string& dir, const Model& model, const std::string& tokenizer_json) {
+  write_model_directory(dir, model, nullptr, nullptr, tokenizer_json);
 }
 
 ModelConfig checkpoint_config(const std::string& dir) {

@@ -43,6 +43,11 @@ struct TrainerState {
 void save_checkpoint(const std::string& dir, const Model& model, const AdamW& optimizer,
                      const TrainerState& state, const std::string& tokenizer_path);
 
+// A model directory without training state: config.json, model.safetensors and, when
+// `tokenizer_json` (the file's text) is not empty, tokenizer.json. Written atomically like a
+// checkpoint; load_inference_model (serve/generate.h) opens it.
+void save_model_dir(const std::string& dir, const Model& model, const std::string& tokenizer_json);
+
 // The model config stored in a checkpoint directory.
 ModelConfig checkpoint_config(const std::string& dir);
 
