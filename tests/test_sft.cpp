@@ -182,10 +182,16 @@ std::vector<std::pair<std::string, std::string>> memorable_pairs() {
           {"question: what is 9 plus 0?", " answer: 9"}};
 }
 
+std::vector<SftExample> memorable_examples() {
+  std::vector<SftExample> out;
+  for (const auto& [p, q] : memorable_pairs())
+    out.push_back(make_sft_example(test_tokenizer(), p, q, kEos));
+  return out;
+}
+
 TEST(RunSft, MicroModelOverfitsAndReproducesCompletions) {
   const Tokenizer& tok = test_tokenizer();
-  std::vector<SftExample> train;
-  for (const auto& [p, q] : memorable_pairs()) train.push_back(make_sft_example(tok, p, q, kEos));
+  const std::vector<SftExample> train = memorable_examples();
   Model model(micro_config());
   model.init_weights(3);
   SftOptions opt;
@@ -385,9 +391,7 @@ TEST(LoadSftJsonl, ErrorsNamePathLineAndField) {
 }
 
 TEST(RunSft, MaxSecondsStopsEarly) {
-  const Tokenizer& tok = test_tokenizer();
-  std::vector<SftExample> train;
-  for (const auto& [p, q] : memorable_pairs()) train.push_back(make_sft_example(tok, p, q, kEos));
+  const std::vector<SftExample> train = memorable_examples();
   Model model(micro_config());
   model.init_weights(2);
   SftOptions opt;
