@@ -10,6 +10,7 @@
 #include "rl/answer.h"
 #include "rl/bigint.h"
 #include "rl/countdown.h"
+#include "rl/format.h"
 #include "rl/prompt.h"
 #include "rl/rewards.h"
 #include "rl/stats.h"
@@ -765,4 +766,109 @@ TEST(Stats, Intervals) {
   EXPECT_LT(uc.lo, 0.0);
   EXPECT_TRUE(intervals_overlap({0.5, 0.4, 0.6}, {0.65, 0.59, 0.7}));
   EXPECT_FALSE(intervals_overlap({0.5, 0.4, 0.6}, {0.7, 0.61, 0.8}));
+}
+
+// ---- format.h: tagged completions and the synthetic corpus ---------------------------------
+
+TEST(Format, CompletionsAndReasonsFirst) {
+  EXPECT_EQ(reasoned_completion("1+2=3", "3"), "<think>1+2=3</think><answer>3</answer>");
+  EXPECT_EQ(direct_completion("3"), "<answer>3</answer>");
+  EXPECT_TRUE(reasons_first("<think>1+2=3</think><answer>3</answer>"));
+  EXPECT_TRUE(reasons_first("  <think>1+2=3"));                       // truncated, still reasoning
+  EXPECT_FALSE(reasons_first("<answer>3</answer>"));                  // answers directly
+  EXPECT_FALSE(reasons_first("<think> </think><answer>3</answer>"));  // blank reasoning
+  EXPECT_FALSE(reasons_first("x<think>1+2=3</think><answer>3</answer>"));
+  EXPECT_FALSE(reasons_first("<think><answer>3</answer>1+2</think>"));  // answer inside
+  // The tagged completion scores as fully formatted and correct.
+  Problem p;
+  p.answer = "3";
+  EXPECT_EQ(format_reward(reasoned_completion("1+2=3", "3")), 1.0);
+  EXPECT_EQ(accuracy_reward(p, reasoned_completion("1+2=3", "3")), 1.0);
+}
+
+TEST(Corpus, SharesLanguagesAndSplit) {
+  CorpusSpec spec;
+  spec.reasoning_share = 0.3;
+  spec.wrong_share = 0.1;
+  spec.foreign_reasoning_share = 0.5;
+  const TaskMix mix = named_mix("add");
+  const auto docs = make_corpus(mix, 4000, 7, spec);
+  ASSERT_EQ(docs.size(), 4000u);
+  size_t reasoned = 0, wrong = 0, zh_reasoned = 0, zh_in_english = 0;
+  for (const auto& d : docs) {
+    reasoned += d.reasoned;
+    wrong += d.wrong;
+    EXPECT_EQ(d.prompt.rfind("Q: ", 0), 0u);
+    EXPECT_EQ(reasons_first(d.completion), d.reasoned) << d.completion;
+    // Correct documents verify; wrong ones do not (one digit changed, in the trace too).
+    const std::string q = d.prompt.substr(3, d.prompt.size() - 3 - 3);
+    const bool zh = detect_language(q) == Lang::Zh;
+    if (d.reasoned && zh) {
+      ++zh_reasoned;
+      zh_in_english += language_share(reasoning_text(d.completion), Lang::Zh) < 1.0;
+    }
+    if (d.reasoned && !zh) {
+      EXPECT_EQ(language_share(reasoning_text(d.completion), Lang::En), 1.0);
+    }
+  }
+  EXPECT_NEAR(reasoned / 4000.0, 0.3, 0.03);
+  EXPECT_NEAR(wrong / 4000.0, 0.1, 0.02);
+  EXPECT_NEAR(double(zh_in_english) / zh_reasoned, 0.5, 0.08);
+  // Same seed, same corpus.
+  const auto again = make_corpus(mix, 50, 7, spec);
+  for (size_t i = 0; i < again.size(); ++i) EXPECT_EQ(again[i].completion, docs[i].completion);
+}
+
+TEST(Corpus, NeverContainsAHeldOutProblem) {
+  const TaskMix mix = named_mix("add");
+  std::set<std::string> held_out_prompts;
+  for (const Problem& p : make_split(mix, Split::Eval, 300, 3))
+    held_out_prompts.insert(apply_template(Template::QA, p.prompt));
+  size_t checked = 0;
+  for (const auto& d : make_corpus(mix, 20000, 11, CorpusSpec{})) {
+    EXPECT_EQ(held_out_prompts.count(d.prompt), 0u) << d.prompt;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 20000u);
+}
+
+TEST(Corpus, WrongDocumentsFailAndRightOnesPass) {
+  CorpusSpec spec;
+  spec.reasoning_share = 1.0;
+  spec.wrong_share = 0.5;
+  const auto problems = make_split(named_mix("add-en"), Split::Train, 200, 5);
+  // cold_start_examples are always right.
+  for (size_t i = 0; i < problems.size(); ++i) {
+    const auto cs = cold_start_examples({problems[i]}, Template::QA);
+    ASSERT_EQ(cs.size(), 1u);
+    EXPECT_EQ(accuracy_reward(problems[i], cs[0].completion), 1.0);
+    EXPECT_EQ(format_reward(cs[0].completion), 1.0);
+  }
+  // In the corpus, the answer of a wrong document differs from the trace-free truth: recompute
+  // the sum from the prompt.
+  for (const auto& d : make_corpus(named_mix("add-en"), 400, 9, spec)) {
+    const std::string expr = d.prompt.substr(std::string("Q: What is ").size(),
+                                             d.prompt.size() - std::string("Q: What is ").size() - 4);
+    long long sum = 0;
+    size_t pos = 0;
+    while (pos < expr.size()) {
+      size_t plus = expr.find('+', pos);
+      sum += std::stoll(expr.substr(pos, plus - pos));
+      if (plus == std::string::npos) break;
+      pos = plus + 1;
+    }
+    Problem p;
+    p.answer = std::to_string(sum);
+    EXPECT_EQ(accuracy_reward(p, d.completion) == 1.0, !d.wrong) << d.prompt << d.completion;
+  }
+}
+
+TEST(Prompt, TemplatesAndNames) {
+  EXPECT_EQ(apply_template(Template::R1Chat, "2+2?"), "<｜User｜>2+2?<｜Assistant｜>");
+  EXPECT_EQ(apply_template(Template::QA, "2+2?"), "Q: 2+2?\nA:");
+  for (Template t : {Template::QA, Template::R1Zero, Template::R1Chat})
+    EXPECT_EQ(parse_template(template_name(t)), t);
+  EXPECT_THROW(parse_template("chatml"), seekr::Error);
+  EXPECT_THROW(named_mix("nope"), seekr::Error);
+  EXPECT_EQ(named_mix("add").entries.size(), 2u);
 }
