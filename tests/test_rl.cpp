@@ -307,12 +307,29 @@ TEST(Tasks, MixedPrecedence) {
   EXPECT_EQ(checked, 100);
 }
 
+const char* zh_or_en(Lang lang) { return lang == Lang::Zh ? " 进位 " : " carry "; }
+
 TEST(Tasks, ScratchpadFormat) {
   EXPECT_EQ(addition_scratchpad({"123", "456", "789"}, Lang::En),
             "3+6+9=18 carry 1; 2+5+8+1=16 carry 1; 1+4+7+1=13 carry 1; answer 1368");
   EXPECT_EQ(addition_scratchpad({"123", "456", "789"}, Lang::Zh),
             "3+6+9=18 进位 1; 2+5+8+1=16 进位 1; 1+4+7+1=13 进位 1; 答案 1368");
   EXPECT_EQ(addition_scratchpad({"5", "40"}, Lang::En), "5+0=5; 4=4; answer 45");
+  // Fixed width: every column has all its digits, the carry in, a two-digit sum, the carry out.
+  EXPECT_EQ(fixed_width_addition_scratchpad({"721", "323", "971"}, Lang::En),
+            "1+3+1+0=05 carry 0; 2+2+7+0=11 carry 1; 7+3+9+1=20 carry 2; answer 2015");
+  EXPECT_EQ(fixed_width_addition_scratchpad({"721", "323", "971"}, Lang::Zh),
+            "1+3+1+0=05 进位 0; 2+2+7+0=11 进位 1; 7+3+9+1=20 进位 2; 答案 2015");
+  EXPECT_EQ(fixed_width_addition_scratchpad({"5", "40"}, Lang::En),
+            "5+0+0=05 carry 0; 0+4+0=04 carry 0; answer 45");
+  // The "add" mix uses it, and its traces verify.
+  Rng rng(3);
+  for (int i = 0; i < 50; ++i) {
+    TaskSpec spec = named_mix("add").entries[i % 2].spec;
+    const Problem p = generate(spec, rng);
+    EXPECT_NE(p.solution.find(zh_or_en(p.lang)), std::string::npos) << p.solution;
+    EXPECT_TRUE(numbers_equal(*last_number(p.solution), p.answer)) << p.solution;
+  }
   EXPECT_EQ(multiplication_scratchpad("12", "34", Lang::En),
             "12*4=48; 12*30=360; 8+0=8; 4+6=10 carry 1; 3+1=4; answer 408");
   // The Chinese trace is consistent with a Chinese prompt, the English one is not.

@@ -123,7 +123,8 @@ Problem generate_arithmetic(const ArithmeticSpec& spec, Lang lang, Rng& rng) {
   const bool commutative = spec.op == ArithOp::Add || spec.op == ArithOp::Mul;
   if (spec.op == ArithOp::Add) {
     p.task = "add";
-    p.solution = addition_scratchpad(operands, lang);
+    p.solution = spec.fixed_width_scratchpad ? fixed_width_addition_scratchpad(operands, lang)
+                                             : addition_scratchpad(operands, lang);
   } else if (spec.op == ArithOp::Mul && spec.terms == 2) {
     p.task = "mul";
     p.solution = multiplication_scratchpad(operands[0], operands[1], lang);
@@ -264,6 +265,35 @@ Problem generate(const TaskSpec& spec, Rng& rng) {
   return {};
 }
 
+std::string fixed_width_addition_scratchpad(const std::vector<std::string>& operands,
+                                           Lang lang) {
+  size_t width = 0;
+  for (const auto& o : operands) width = std::max(width, o.size());
+  SEEKR_CHECK(width > 0);
+  std::vector<std::string> columns;
+  int carry = 0;
+  BigInt total;
+  for (const auto& o : operands) total = total + *BigInt::parse(o);
+  for (size_t col = 0; col < width; ++col) {
+    std::string step;
+    int sum = carry;
+    for (const auto& o : operands) {
+      // Missing digits of shorter operands are written as 0 so that every column looks alike.
+      const char d = col < o.size() ? o[o.size() - 1 - col] : '0';
+      step += std::string(1, d) + "+";
+      sum += d - '0';
+    }
+    const std::string sum_text = std::to_string(sum);
+    const size_t sum_width = std::to_string(9 * operands.size() + carry).size();
+    step += std::to_string(carry) + "=" + std::string(sum_width - std::min(sum_width, sum_text.size()), '0') +
+            sum_text + (zh(lang) ? " 进位 " : " carry ") + std::to_string(sum / 10);
+    carry = sum / 10;
+    columns.push_back(step);
+  }
+  columns.push_back(answer_line(total.to_string(), lang));
+  return join(columns, "; ");
+}
+
 std::string addition_scratchpad(const std::vector<std::string>& operands, Lang lang) {
   size_t width = 0;
   for (const auto& o : operands) width = std::max(width, o.size());
@@ -335,11 +365,16 @@ TaskMix named_mix(std::string_view name) {
     TaskSpec s;
     s.kind = TaskKind::Arithmetic;
     s.lang = lang;
-    s.arith = {ArithOp::Add, 3, 3};
+    s.arith = {ArithOp::Add, 3, 3, /*fixed_width_scratchpad=*/true};
     return TaskMix::Entry{s, w};
   };
   if (name == "default") return default_mix();
   if (name == "add") return TaskMix{{add(Lang::En, 0.5), add(Lang::Zh, 0.5)}};
+  if (name == "add-varwidth") {
+    TaskMix m{{add(Lang::En, 0.5), add(Lang::Zh, 0.5)}};
+    for (auto& e : m.entries) e.spec.arith.fixed_width_scratchpad = false;
+    return m;
+  }
   if (name == "add-en") return TaskMix{{add(Lang::En, 1.0)}};
   if (name == "add-zh") return TaskMix{{add(Lang::Zh, 1.0)}};
   TaskSpec s;
@@ -353,7 +388,7 @@ TaskMix named_mix(std::string_view name) {
     s.kind = TaskKind::WordSort;
   } else {
     throw Error("unknown task mix \"" + std::string(name) +
-                "\" (expected default, add, add-en, add-zh, mul, countdown, bool or sort)");
+                "\" (expected default, add, add-en, add-zh, add-varwidth, mul, countdown, bool or sort)");
   }
   TaskSpec zh = s;
   zh.lang = Lang::Zh;

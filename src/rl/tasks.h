@@ -41,6 +41,8 @@ struct ArithmeticSpec {
   ArithOp op = ArithOp::Add;
   int digits = 3;  // every operand has exactly this many digits
   int terms = 3;
+  // Additions only: fixed_width_addition_scratchpad instead of addition_scratchpad.
+  bool fixed_width_scratchpad = false;
 };
 struct BoolSpec {
   int ops = 4;  // binary operators (& |) in the expression; each leaf may be negated
@@ -64,6 +66,12 @@ Problem generate(const TaskSpec& spec, Rng& rng);
 // Column-by-column addition trace: "3+6+9=18 carry 1; 2+5+8+1=16 carry 1; 1+4+7+1=13 carry 1;
 // answer 1368" (Chinese: "进位", "答案"). Operands are non-negative decimal strings.
 std::string addition_scratchpad(const std::vector<std::string>& operands, Lang lang);
+// The same column addition with every column of one shape, so that each digit a small model
+// must look up sits at a fixed distance from where it is written: all digits of the column (0
+// for a shorter operand), then the carry in, the sum zero-padded to the widest possible sum,
+// and the carry out even when it is 0:
+//   "1+3+1+0=05 carry 0; 2+2+7+0=11 carry 1; 7+3+9+1=20 carry 2; answer 2015"
+std::string fixed_width_addition_scratchpad(const std::vector<std::string>& operands, Lang lang);
 // Long multiplication of two operands: one partial product per digit of b, then the column
 // addition of the shifted partial products.
 std::string multiplication_scratchpad(const std::string& a, const std::string& b, Lang lang);
@@ -78,8 +86,9 @@ struct TaskMix {
 // The default curriculum (docs/rl-tasks.md): mostly three 3-digit additions in English and
 // Chinese, with multiplication, Countdown and boolean evaluation alongside.
 TaskMix default_mix();
-// A mix by name: "default"; "add" (three 3-digit additions, half English, half Chinese),
-// "add-en", "add-zh"; "mul", "countdown", "bool", "sort" (half and half). Throws seekr::Error
+// A mix by name: "default"; "add" (three 3-digit additions, half English, half Chinese, with
+// the fixed-width scratchpad), "add-en", "add-zh", "add-varwidth" (the same with
+// addition_scratchpad); "mul", "countdown", "bool", "sort" (half and half). Throws seekr::Error
 // naming an unknown name.
 TaskMix named_mix(std::string_view name);
 
