@@ -1,44 +1,16 @@
 #!/usr/bin/env bash
-# The main job (until the R1 pipeline lands): build the default corpus from Debian packages,
-# train a 4096-token BPE tokenizer on it, tokenize it, pretrain the tiny DeepSeek-V3 bench
-# model from scratch, then generate from the checkpoint.
-#   scripts/main.sh [RUN_DIR] [STEPS]      (defaults: runs/main, 300)
-# Expects scripts/setup.sh to have built build/seekr.
+# The main job: the DeepSeek-R1 pipeline end to end on the built-in verifiable tasks
+# (docs/r1.md): pretrain a small DeepSeek-V3 model from scratch, R1-Zero RL, cold-start SFT,
+# reasoning RL with the language-consistency reward, rejection sampling, SFT, final RL, and
+# distillation into a small dense student. Writes RUN_DIR/report.md, summary.json, plots/.
+#   scripts/main.sh [RUN_DIR] [PRESET]      (defaults: runs/r1, quick)
+# Re-running resumes at the last finished stage. Expects scripts/setup.sh to have built
+# build/seekr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-run=${1:-runs/main}
-steps=${2:-300}
-seekr=build/seekr
-config=configs/tiny.json  # the tiny bench shape (../shared/bench-configs/tiny.json)
-mkdir -p "$run"
-
-echo "== corpus (Debian packages: see docs/data.md)"
-[[ -f data/corpus/train.jsonl ]] || bash scripts/corpus.sh data/corpus
-
-echo "== tokenizer: byte-level BPE, 4096 tokens"
-[[ -f data/tokenizer.json ]] ||
-  $seekr tokenizer train --vocab-size 4096 --out data/tokenizer.json \
-    --special "<｜begin▁of▁sentence｜>,<｜end▁of▁sentence｜>" --bos "<｜begin▁of▁sentence｜>" \
-    data/corpus/train.txt
-
-echo "== token shards"
-if [[ ! -f data/shards/train-00000.bin ]]; then
-  $seekr data prepare --tokenizer data/tokenizer.json --out data/shards --name train \
-    --jsonl --append-eos data/corpus/train.jsonl
-  $seekr data prepare --tokenizer data/tokenizer.json --out data/shards --name valid \
-    --jsonl --append-eos data/corpus/valid.jsonl
-fi
-
-echo "== pretrain $config for $steps steps (batch 8 x 256 tokens)"
-resume=()
-[[ -f $run/checkpoint/trainer_state.json ]] && resume=(--resume "$run/checkpoint")
-$seekr pretrain --config "$config" --tokenizer data/tokenizer.json \
-  --data 'data/shards/train-*.bin' --valid 'data/shards/valid-*.bin' --out "$run" \
-  --steps "$steps" --batch 8 --seq 256 --lr 2e-3 --min-lr 2e-4 --warmup 20 \
-  --save-every 100 --eval-every 100 --threads 1 "${resume[@]}"
-
-echo "== generate"
-$seekr generate --model "$run/checkpoint" --prompt "And God said" --max-new-tokens 64 \
-  --temperature 0.8 --top-p 0.95 --seed 1
+run=${1:-runs/r1}
+preset=${2:-quick}
+build/seekr r1 --preset "$preset" --out "$run" --threads "${SEEKR_THREADS:-1}"
 echo
-echo "run directory: $run (metrics.jsonl, loss plot, checkpoint/)"
+sed -n '/^## R1-Zero/,/^## Language/p' "$run/report.md" | head -n -1
+echo "full report: $run/report.md (plots in $run/plots/)"

@@ -4,6 +4,7 @@
 
 #include "args.h"
 #include "command.h"
+#include "core/file_io.h"
 #include "r1/pipeline.h"
 
 namespace {
@@ -39,7 +40,11 @@ options:
   --seed S            (default 1)
   --threads N         OpenMP/BLAS threads (default 1)
   --stop-after STAGE  stop once STAGE is done
-  --r1zero-steps N    override the preset's R1-Zero steps (also --base-steps N)
+  --r1zero-steps N    override the preset's R1-Zero steps (also --base-steps N,
+                      --pretrain-batch B)
+  --teacher-config F  a config.json for the teacher instead of the built-in one (its
+                      vocab_size is replaced by the trained tokenizer's); --student-config F
+  --mix NAME          the task mix of every stage (default add; see seekr tasks --help)
 )";
 
 int run_r1_command(int argc, char** argv) {
@@ -52,6 +57,10 @@ int run_r1_command(int argc, char** argv) {
   opt.config.threads = static_cast<int>(args.i64("threads", 1));
   opt.config.r1zero_steps = args.i64("r1zero-steps", opt.config.r1zero_steps);
   opt.config.base_steps = args.i64("base-steps", opt.config.base_steps);
+  opt.config.mix = args.str("mix", opt.config.mix);
+  if (args.has("teacher-config")) opt.config.teacher_config = read_file(args.required("teacher-config"));
+  if (args.has("student-config")) opt.config.student_config = read_file(args.required("student-config"));
+  opt.config.pretrain_batch = static_cast<int>(args.i64("pretrain-batch", opt.config.pretrain_batch));
   opt.stop_after = args.str("stop-after", "");
   args.finish();
   if (!opt.stop_after.empty()) {

@@ -33,6 +33,8 @@ using nlohmann::json;
 
 json R1Config::to_json() const {
   return {{"preset", preset},
+          {"teacher_config", teacher_config.empty() ? json(nullptr) : json::parse(teacher_config)},
+          {"student_config", student_config.empty() ? json(nullptr) : json::parse(student_config)},
           {"seed", seed},
           {"threads", threads},
           {"mix", mix},
@@ -463,7 +465,8 @@ json Pipeline::run_stage(const std::string& s) {
   rl::RewardWeights r1_rewards = with_language;
   r1_rewards.format = c_.format_weight;
   if (s == "base") {
-    r = pretrain(s, kTeacherConfig, c_.reasoning_share, c_.base_steps);
+    r = pretrain(s, c_.teacher_config.empty() ? kTeacherConfig : c_.teacher_config.c_str(),
+                 c_.reasoning_share, c_.base_steps);
   } else if (s == "r1zero") {
     r = grpo(s, "base", c_.r1zero_steps, accuracy_only, /*track_heldout=*/true);
     auto model = load_model(s);
@@ -501,7 +504,8 @@ json Pipeline::run_stage(const std::string& s) {
   } else if (s == "final_rl") {
     r = grpo(s, "rs_sft", c_.final_steps, r1_rewards, /*track_heldout=*/false);
   } else if (s == "student_base") {
-    r = pretrain(s, kStudentConfig, c_.student_reasoning_share, c_.student_steps);
+    r = pretrain(s, c_.student_config.empty() ? kStudentConfig : c_.student_config.c_str(),
+                 c_.student_reasoning_share, c_.student_steps);
   } else if (s == "student_rl") {
     r = grpo(s, "student_base", c_.student_rl_steps, accuracy_only, /*track_heldout=*/false);
   } else if (s == "student_distill") {

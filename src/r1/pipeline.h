@@ -24,6 +24,9 @@ struct R1Config {
   uint64_t seed = 1;
   int threads = 1;
 
+  // Model configs (HF config.json text); empty: the built-in teacher and student.
+  std::string teacher_config, student_config;
+
   // Data.
   std::string mix = "add";        // rl::named_mix for every stage
   int64_t corpus_docs = 60000;    // teacher pretraining documents
