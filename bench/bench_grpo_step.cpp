@@ -1,0 +1,165 @@
+// One GRPO step of the R1 pipeline at its real shapes, timed in its two halves:
+//   rollout: generate() of 16 prompts x 8 samples (shared prefill, batched decode of all 128
+//            sequences in one InferenceSession), 25-token prompts, 60 new tokens, no stop tokens;
+//   update:  TrainGraph forward + loss gradient + backward on [128, 85], in micro-batches.
+// The model is the pipeline's teacher (src/r1/pipeline.cpp kTeacherConfig) with random weights.
+//
+//   ./bench/bench_grpo_step [repeats=5] [micro_batch=32]
+//
+// Prints the median over `repeats` at 1 and 2 threads (OpenMP and OpenBLAS set alike). The
+// machine is shared: read the printed load average before trusting a number.
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "core/rng.h"
+#include "kernels/ops.h"
+#include "model/model.h"
+#include "serve/generate.h"
+
+namespace seekr {
+namespace {
+
+const char* kTeacherConfig = R"({
+  "architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3",
+  "vocab_size": 384, "hidden_size": 128, "intermediate_size": 384,
+  "moe_intermediate_size": 64, "num_hidden_layers": 3, "first_k_dense_replace": 1,
+  "moe_layer_freq": 1, "num_attention_heads": 4, "num_key_value_heads": 4, "q_lora_rank": null,
+  "kv_lora_rank": 32, "qk_nope_head_dim": 32, "qk_rope_head_dim": 16, "v_head_dim": 32,
+  "n_routed_experts": 8, "n_shared_experts": 1, "num_experts_per_tok": 2, "n_group": 1,
+  "topk_group": 1, "topk_method": "noaux_tc", "scoring_func": "sigmoid", "norm_topk_prob": true,
+  "routed_scaling_factor": 1.0, "num_nextn_predict_layers": 0, "hidden_act": "silu",
+  "rms_norm_eps": 1e-06, "rope_theta": 10000, "rope_scaling": null,
+  "max_position_embeddings": 256, "tie_word_embeddings": false, "bos_token_id": 0,
+  "eos_token_id": 1, "initializer_range": 0.02, "torch_dtype": "float32"
+})";
+
+constexpr int kPrompts = 16, kSamples = 8, kPromptLen = 25, kNewTokens = 60;
+constexpr int kSequences = kPrompts * kSamples, kUpdateT = 85;
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+double load_average() {
+  double load = -1;
+  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
+    if (std::fscanf(f, "%lf", &load) != 1) load = -1;
+    std::fclose(f);
+  }
+  return load;
+}
+
+struct Result {
+  double rollout_ms, update_fwd_ms, update_bwd_ms;
+  uint64_t token_checksum;  // sum of sampled token ids: same seeds and numerics give the same
+  double grad_norm;
+};
+
+Result run_once(Model& model, InferenceSession& session, TrainGraph& graph, int micro_batch,
+                uint64_t seed) {
+  const int V = model.config().vocab_size;
+  Rng rng(seed);
+  std::vector<GenerationRequest> requests(kPrompts);
+  for (int i = 0; i < kPrompts; ++i) {
+    GenerationRequest& r = requests[i];
+    r.prompt.resize(kPromptLen);
+    for (auto& t : r.prompt) t = static_cast<int32_t>(rng.next_u64() % V);
+    r.max_new_tokens = kNewTokens;
+    r.sampling.temperature = 1.0f;
+    r.seed = seed * 1000 + i;
+    r.n = kSamples;
+  }
+  Result res{};
+  auto t0 = Clock::now();
+  const GenerationOutput out = generate(model, session, requests);
+  res.rollout_ms = ms_since(t0);
+
+  // Update batch: prompt ++ completion, truncated/padded to kUpdateT.
+  std::vector<int32_t> tokens(size_t(kSequences) * kUpdateT, 0);  // [S, T]
+  std::vector<int32_t> targets(tokens.size(), -1);                // [S, T]
+  for (int s = 0; s < kSequences; ++s) {
+    const GenerationResult& g = out.results[s];
+    for (int t : g.tokens) res.token_checksum += t;
+    std::vector<int32_t> seq = requests[g.request].prompt;
+    seq.insert(seq.end(), g.tokens.begin(), g.tokens.end());
+    for (int t = 0; t < kUpdateT && t < int(seq.size()); ++t) {
+      tokens[size_t(s) * kUpdateT + t] = seq[t];
+      if (t + 1 < int(seq.size()) && t + 1 >= kPromptLen)
+        targets[size_t(s) * kUpdateT + t] = seq[t + 1];
+    }
+  }
+  model.zero_grads();
+  TrainOptions opt;
+  opt.mtp = false;
+  for (int b0 = 0; b0 < kSequences; b0 += micro_batch) {
+    const int B = std::min(micro_batch, kSequences - b0), N = B * kUpdateT;
+    t0 = Clock::now();
+    graph.forward(tokens.data() + size_t(b0) * kUpdateT, B, kUpdateT, opt);
+    // The GRPO loss's cost at the logits is close to cross-entropy's: one softmax per row.
+    cross_entropy_forward_backward(graph.logits(), targets.data() + size_t(b0) * kUpdateT,
+                                   graph.logits(), N, V, 1.0f / (kSequences * kUpdateT));
+    res.update_fwd_ms += ms_since(t0);
+    t0 = Clock::now();
+    graph.backward(graph.logits(), {});
+    res.update_bwd_ms += ms_since(t0);
+  }
+  double sq = 0;
+  for (float g : model.grads()) sq += double(g) * g;
+  res.grad_norm = std::sqrt(sq);
+  return res;
+}
+
+void bench(int threads, int repeats, int micro_batch) {
+  omp_set_num_threads(threads);
+  openblas_set_num_threads(threads);
+  Model model(ModelConfig::from_json_text(kTeacherConfig, "bench teacher config"));
+  model.init_weights(7);
+  InferenceSession session(model, kSequences, kPromptLen + kNewTokens + 16);
+  TrainGraph graph(model);
+  run_once(model, session, graph, micro_batch, 1);  // warm-up: buffers reach their sizes
+  std::vector<double> roll, fwd, bwd, total;
+  Result last{};
+  const double load_before = load_average();
+  for (int r = 0; r < repeats; ++r) {
+    last = run_once(model, session, graph, micro_batch, 2 + r);
+    roll.push_back(last.rollout_ms);
+    fwd.push_back(last.update_fwd_ms);
+    bwd.push_back(last.update_bwd_ms);
+    total.push_back(last.rollout_ms + last.update_fwd_ms + last.update_bwd_ms);
+  }
+  const double gen_tokens = double(kSequences) * kNewTokens;
+  const double upd_tokens = double(kSequences) * kUpdateT;
+  const double r = median(roll), f = median(fwd), b = median(bwd);
+  std::printf(
+      "threads %d  micro %3d | rollout %7.1f ms (%6.0f tok/s) | update %7.1f ms (fwd %6.1f + "
+      "bwd %6.1f; %6.0f tok/s) | step %7.1f ms | load %.2f->%.2f | check %llu %.6g\n",
+      threads, micro_batch, r, gen_tokens / r * 1e3, f + b, f, b, upd_tokens / (f + b) * 1e3,
+      median(total), load_before, load_average(),
+      static_cast<unsigned long long>(last.token_checksum), last.grad_norm);
+  std::fflush(stdout);
+}
+
+}  // namespace
+}  // namespace seekr
+
+int main(int argc, char** argv) {
+  const int repeats = argc > 1 ? std::atoi(argv[1]) : 5;
+  const int micro_batch = argc > 2 ? std::atoi(argv[2]) : 32;
+  const int max_threads = argc > 3 ? std::atoi(argv[3]) : 2;
+  for (int threads = 1; threads <= max_threads; ++threads)
+    seekr::bench(threads, std::max(repeats, 1), std::max(micro_batch, 1));
+  return 0;
+}
