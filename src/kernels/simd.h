@@ -125,6 +125,17 @@ inline void scale(float* y, int64_t n, float a) {
   for (; i < n; ++i) y[i] *= a;
 }
 
+// y[i] += a·x[i]
+inline void axpy(float a, const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+#if SEEKR_AVX2
+  const __m256 va = _mm256_set1_ps(a);
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+#endif
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
 // Σ x[i]·y[i]
 inline float dot(const float* x, const float* y, int64_t n) {
   float s = 0.0f;

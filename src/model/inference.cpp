@@ -7,6 +7,7 @@
 
 #include "core/check.h"
 #include "kernels/ops.h"
+#include "kernels/simd.h"
 #include "model/block.h"
 #include "model/model.h"
 
@@ -23,7 +24,7 @@ struct InferenceSession::Impl {
   std::vector<std::vector<float>> cache;  // per main layer: [max_seqs, max_len, width]
   std::vector<int> len;                 // positions held per slot
   // scratch, grown on demand
-  std::vector<float> x, h, q, kva, cn, kv, qabs, olat, att, tmp, hN, lg;
+  std::vector<float> x, h, q, kva, cn, kv, qcat, olat, att, tmp, hN, lg;
   FfnActs ffn;
 
   Impl(const Model& m, int seqs, int length, AttentionMode md)
@@ -56,61 +57,63 @@ void InferenceSession::Impl::attention(int layer, const LayerWeights& w, const i
   const int H = D.H, dn = D.dn, dr = D.dr, dv = D.dv, dqk = D.dqk, rkv = D.rkv;
   const int qw = H * dqk;
   const float* wkvb = w.attn.kv_b_proj;  // [H*(dn+dv), rkv]
-  if (mode == AttentionMode::kAbsorbed) {
-    // q_abs[n, H, rkv] = q_nope[n, H, dn] · W_k[h] where W_k[h] = wkvb rows h*(dn+dv) .. +dn.
-    grow(qabs, size_t(n) * H * rkv);
-    grow(olat, size_t(n) * H * rkv);
+  const bool absorbed = mode == AttentionMode::kAbsorbed;
+  // Absorbed: a cache row is [c (rkv) | k_pe (dr)], so one dot product of the row with
+  // qcat = scale·[q_nope·W_k[h] | q_pe] gives the score, and the output is first a mix of the
+  // latents (olat) that W_v[h] expands afterwards.
+  if (absorbed) {
+    const int cw = rkv + dr;
+    grow(qcat, size_t(n) * H * cw);  // [n, H, rkv+dr]
+    grow(olat, size_t(n) * H * rkv);  // [n, H, rkv]
+    // W_k[h] = wkvb rows h*(dn+dv) .. +dn: qcat[:, h, :rkv] = scale · q_nope[:, h] · W_k[h].
     for (int hh = 0; hh < H; ++hh)
-      gemm(false, false, n, rkv, dn, 1.0f, q.data() + hh * dqk, qw,
-           wkvb + size_t(hh) * (dn + dv) * rkv, rkv, 0.0f, qabs.data() + hh * rkv, H * rkv);
-  }
-#pragma omp parallel
-  {
-    std::vector<float> p(max_len);
-#pragma omp for collapse(2) schedule(dynamic)
+      gemm(false, false, n, rkv, dn, D.scale, q.data() + hh * dqk, qw,
+           wkvb + size_t(hh) * (dn + dv) * rkv, rkv, 0.0f, qcat.data() + hh * cw, H * cw);
     for (int i = 0; i < n; ++i)
       for (int hh = 0; hh < H; ++hh) {
-        const int s = slots[i], P = pos[i];
-        const float* qn = q.data() + size_t(i) * qw + hh * dqk;
-        const float* qp = qn + dn;
-        float mx = -INFINITY;
-        for (int t = 0; t <= P; ++t) {
-          const float* r = row(layer, s, t);
-          float acc = 0;
-          if (mode == AttentionMode::kAbsorbed) {
-            const float* qa = qabs.data() + (size_t(i) * H + hh) * rkv;
-            for (int j = 0; j < rkv; ++j) acc += qa[j] * r[j];
-            for (int j = 0; j < dr; ++j) acc += qp[j] * r[rkv + j];
-          } else {
-            const float* k = r + hh * dqk;
-            for (int j = 0; j < dqk; ++j) acc += qn[j] * k[j];
-          }
-          p[t] = acc * D.scale;
-          mx = std::max(mx, p[t]);
-        }
-        double z = 0;
-        for (int t = 0; t <= P; ++t) z += p[t] = std::exp(p[t] - mx);
-        const float inv = static_cast<float>(1.0 / z);
-        if (mode == AttentionMode::kAbsorbed) {
-          float* o = olat.data() + (size_t(i) * H + hh) * rkv;
-          std::fill(o, o + rkv, 0.0f);
-          for (int t = 0; t <= P; ++t) {
-            const float* r = row(layer, s, t);
-            const float pt = p[t] * inv;
-            for (int j = 0; j < rkv; ++j) o[j] += pt * r[j];
-          }
-        } else {
-          float* o = att_out + size_t(i) * H * dv + hh * dv;
-          std::fill(o, o + dv, 0.0f);
-          for (int t = 0; t <= P; ++t) {
-            const float* vr = row(layer, s, t) + H * dqk + hh * dv;
-            const float pt = p[t] * inv;
-            for (int j = 0; j < dv; ++j) o[j] += pt * vr[j];
-          }
-        }
+        const float* qp = q.data() + size_t(i) * qw + hh * dqk + dn;
+        float* dst = qcat.data() + (size_t(i) * H + hh) * cw + rkv;
+        for (int j = 0; j < dr; ++j) dst[j] = D.scale * qp[j];
       }
   }
-  if (mode == AttentionMode::kAbsorbed) {
+  const int score_dim = absorbed ? rkv + dr : dqk;  // floats in each score's dot product
+  const int out_dim = absorbed ? rkv : dv;
+#pragma omp parallel
+  {
+    std::vector<float> p(max_len);  // [len] scores, then probabilities
+#pragma omp for schedule(static)
+    for (int i = 0; i < n; ++i) {
+      const int len = pos[i] + 1;
+      const float* base = row(layer, slots[i], 0);  // [len, width]
+      for (int hh = 0; hh < H; ++hh) {
+        const float* qh;
+        const float* keys;    // row t's key at keys + t*width
+        const float* values;  // row t's value at values + t*width
+        float* o;
+        float q_scale;
+        if (absorbed) {
+          qh = qcat.data() + (size_t(i) * H + hh) * score_dim;
+          keys = values = base;
+          o = olat.data() + (size_t(i) * H + hh) * rkv;
+          q_scale = 1.0f;  // folded into qcat
+        } else {
+          qh = q.data() + size_t(i) * qw + hh * dqk;
+          keys = base + hh * dqk;
+          values = base + H * dqk + hh * dv;
+          o = att_out + size_t(i) * H * dv + hh * dv;
+          q_scale = D.scale;
+        }
+        for (int t = 0; t < len; ++t)
+          p[t] = q_scale * simd::dot(qh, keys + size_t(t) * width, score_dim);
+        const double z = simd::exp_store_sum(p.data(), p.data(), len, simd::max(p.data(), len));
+        const float inv = static_cast<float>(1.0 / z);
+        std::fill(o, o + out_dim, 0.0f);
+        for (int t = 0; t < len; ++t)
+          simd::axpy(p[t] * inv, values + size_t(t) * width, o, out_dim);
+      }
+    }
+  }
+  if (absorbed) {
     // out[n, h, dv] = olat[n, h, rkv] · W_v[h]ᵀ with W_v[h] = wkvb rows h*(dn+dv)+dn .. +dv.
     for (int hh = 0; hh < H; ++hh)
       gemm(false, true, n, dv, rkv, 1.0f, olat.data() + hh * rkv, H * rkv,
