@@ -39,7 +39,7 @@ struct TrainGraph::Impl {
   double balance = 0;
   // backward scratch
   BlockScratch scratch;
-  std::vector<float> dx, dx2, dh, dcat;
+  std::vector<float> dx, dx2, dh, dcat, dx_last, dprev;
 
   explicit Impl(Model& m) : model(m), c(m.config()), D(m.config()), rope(m.config()) {}
 
@@ -176,7 +176,8 @@ void TrainGraph::backward(float* dlogits, const std::vector<float*>& dmtp) {
   SEEKR_CHECK(static_cast<int>(dmtp.size()) >= nm, "need gradients for ", nm, " MTP modules");
 
   // d(x_last) collects the main head's gradient and the first MTP module's.
-  std::vector<float> dx_last(size_t(N) * d);
+  std::vector<float>& dx_last = m.dx_last;  // [N, d]; kept across calls: no page faults
+  dx_last.resize(size_t(N) * d);
   {
     m.dh.resize(size_t(N) * d);
     matmul_dyt_x(dlogits, m.hN.data(), g.lm_head, N, d, D.V);
@@ -240,13 +241,16 @@ void TrainGraph::backward(float* dlogits, const std::vector<float*>& dmtp) {
     dh_out_next = std::move(dprev_full);
   }
   // Main layers, last first.
-  std::vector<float> dx = std::move(dx_last), dprev(size_t(N) * d);
+  // dx_last and dprev take turns as the block's output and input gradient: [N, d] each.
+  m.dprev.resize(size_t(N) * d);
+  float* dx = dx_last.data();
+  float* dprev = m.dprev.data();
   for (int l = L - 1; l >= 0; --l) {
-    block_backward(D, c, m.rope, w.layers[l], g.layers[l], dx.data(), dprev.data(), B, T,
-                   m.pos.data(), m.acts[l], m.scratch);
+    block_backward(D, c, m.rope, w.layers[l], g.layers[l], dx, dprev, B, T, m.pos.data(),
+                   m.acts[l], m.scratch);
     std::swap(dx, dprev);
   }
-  embed_backward(g.embed, m.tokens.data(), dx.data(), N, d);
+  embed_backward(g.embed, m.tokens.data(), dx, N, d);
 }
 
 }  // namespace seekr
