@@ -370,6 +370,11 @@ TaskMix named_mix(std::string_view name) {
   };
   if (name == "default") return default_mix();
   if (name == "add") return TaskMix{{add(Lang::En, 0.5), add(Lang::Zh, 0.5)}};
+  if (name == "add3x2") {  // two 3-digit numbers
+    TaskMix m{{add(Lang::En, 0.5), add(Lang::Zh, 0.5)}};
+    for (auto& e : m.entries) e.spec.arith.terms = 2;
+    return m;
+  }
   if (name == "add2") {  // three 2-digit numbers
     TaskMix m{{add(Lang::En, 0.5), add(Lang::Zh, 0.5)}};
     for (auto& e : m.entries) e.spec.arith.digits = 2;
@@ -393,7 +398,7 @@ TaskMix named_mix(std::string_view name) {
     s.kind = TaskKind::WordSort;
   } else {
     throw Error("unknown task mix \"" + std::string(name) +
-                "\" (expected default, add, add2, add-en, add-zh, add-varwidth, mul, countdown, bool or sort)");
+                "\" (expected default, add, add2, add3x2, add-en, add-zh, add-varwidth, mul, countdown, bool or sort)");
   }
   TaskSpec zh = s;
   zh.lang = Lang::Zh;
