@@ -136,6 +136,29 @@ inline void axpy(float a, const float* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] += a * x[i];
 }
 
+// out[k] = Σ q[k][i]·x[i] for k = 0..3: four independent accumulation chains share each load
+// of x, and one horizontal-add tree reduces all four (decode attention: four heads per row).
+inline void dot4(const float* const q[4], const float* x, int64_t n, float out[4]) {
+  int64_t i = 0;
+  float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#if SEEKR_AVX2
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q[0] + i), v, a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q[1] + i), v, a1);
+    a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q[2] + i), v, a2);
+    a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q[3] + i), v, a3);
+  }
+  // hadd pairs lanes within 128-bit halves: [a0 a0 a1 a1 | ...] then [a0 a1 a2 a3 | ...].
+  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+  _mm_storeu_ps(s, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+#endif
+  for (; i < n; ++i)
+    for (int k = 0; k < 4; ++k) s[k] += q[k][i] * x[i];
+  for (int k = 0; k < 4; ++k) out[k] = s[k];
+}
+
 // Σ x[i]·y[i]
 inline float dot(const float* x, const float* y, int64_t n) {
   float s = 0.0f;

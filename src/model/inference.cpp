@@ -80,36 +80,46 @@ void InferenceSession::Impl::attention(int layer, const LayerWeights& w, const i
   const int out_dim = absorbed ? rkv : dv;
 #pragma omp parallel
   {
-    std::vector<float> p(max_len);  // [len] scores, then probabilities
+    std::vector<float> p(size_t(H) * max_len);  // [H, len] scores, then probabilities
 #pragma omp for schedule(static)
     for (int i = 0; i < n; ++i) {
       const int len = pos[i] + 1;
       const float* base = row(layer, slots[i], 0);  // [len, width]
-      for (int hh = 0; hh < H; ++hh) {
-        const float* qh;
-        const float* keys;    // row t's key at keys + t*width
-        const float* values;  // row t's value at values + t*width
-        float* o;
-        float q_scale;
-        if (absorbed) {
-          qh = qcat.data() + (size_t(i) * H + hh) * score_dim;
-          keys = values = base;
-          o = olat.data() + (size_t(i) * H + hh) * rkv;
-          q_scale = 1.0f;  // folded into qcat
-        } else {
-          qh = q.data() + size_t(i) * qw + hh * dqk;
-          keys = base + hh * dqk;
-          values = base + H * dqk + hh * dv;
-          o = att_out + size_t(i) * H * dv + hh * dv;
-          q_scale = D.scale;
+      if (absorbed) {
+        // Every head scores the same cache rows: four heads at a time share each row's loads.
+        const float* qi = qcat.data() + size_t(i) * H * score_dim;  // [H, rkv+dr]
+        for (int t = 0; t < len; ++t) {
+          const float* r = base + size_t(t) * width;
+          int hh = 0;
+          for (; hh + 4 <= H; hh += 4) {
+            const float* qs[4] = {qi + size_t(hh) * score_dim, qi + size_t(hh + 1) * score_dim,
+                                  qi + size_t(hh + 2) * score_dim, qi + size_t(hh + 3) * score_dim};
+            float s4[4];
+            simd::dot4(qs, r, score_dim, s4);
+            for (int k = 0; k < 4; ++k) p[size_t(hh + k) * max_len + t] = s4[k];
+          }
+          for (; hh < H; ++hh)
+            p[size_t(hh) * max_len + t] = simd::dot(qi + size_t(hh) * score_dim, r, score_dim);
         }
-        for (int t = 0; t < len; ++t)
-          p[t] = q_scale * simd::dot(qh, keys + size_t(t) * width, score_dim);
-        const double z = simd::exp_store_sum(p.data(), p.data(), len, simd::max(p.data(), len));
+      } else {
+        for (int hh = 0; hh < H; ++hh) {
+          const float* qh = q.data() + size_t(i) * qw + hh * dqk;
+          for (int t = 0; t < len; ++t)
+            p[size_t(hh) * max_len + t] =
+                D.scale * simd::dot(qh, base + size_t(t) * width + hh * dqk, dqk);
+        }
+      }
+      for (int hh = 0; hh < H; ++hh) {
+        float* ph = p.data() + size_t(hh) * max_len;
+        // Row t's value: the latent itself (absorbed) or head hh's expanded V (naive).
+        const float* values = absorbed ? base : base + H * dqk + hh * dv;
+        float* o = absorbed ? olat.data() + (size_t(i) * H + hh) * rkv
+                            : att_out + size_t(i) * H * dv + hh * dv;
+        const double z = simd::exp_store_sum(ph, ph, len, simd::max(ph, len));
         const float inv = static_cast<float>(1.0 / z);
         std::fill(o, o + out_dim, 0.0f);
         for (int t = 0; t < len; ++t)
-          simd::axpy(p[t] * inv, values + size_t(t) * width, o, out_dim);
+          simd::axpy(ph[t] * inv, values + size_t(t) * width, o, out_dim);
       }
     }
   }
