@@ -26,6 +26,17 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
     }
     return;
   }
+  if (beta == 0.0f) {
+    // OpenBLAS clears C for beta = 0 with its own scaling kernel (sgemm_beta), which profiled at
+    // ~7% of a GRPO step; memset does the same clearing faster, and beta = 1 then skips it.
+    if (ldc == N) {
+      std::memset(C, 0, sizeof(float) * static_cast<size_t>(M) * N);
+    } else {
+      for (int i = 0; i < M; ++i)
+        std::memset(C + static_cast<int64_t>(i) * ldc, 0, sizeof(float) * N);
+    }
+    beta = 1.0f;
+  }
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
               trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
