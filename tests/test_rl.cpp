@@ -322,7 +322,12 @@ TEST(Tasks, ScratchpadFormat) {
             "1+3+1+0=05 进位 0; 2+2+7+0=11 进位 1; 7+3+9+1=20 进位 2; 答案 2015");
   EXPECT_EQ(fixed_width_addition_scratchpad({"5", "40"}, Lang::En),
             "5+0+0=05 carry 0; 0+4+0=04 carry 0; answer 45");
-  // The "add" mix uses it, and its traces verify.
+  EXPECT_EQ(peeling_addition_scratchpad({"721", "323", "971"}, Lang::En),
+            "721+323+971: 1+3+1+0=05 carry 0 -> 5; 72+32+97: 2+2+7+0=11 carry 1 -> 15; "
+            "7+3+9: 7+3+9+1=20 carry 2 -> 015; answer 2015");
+  EXPECT_EQ(peeling_addition_scratchpad({"12", "34"}, Lang::Zh),
+            "12+34: 2+4+0=06 进位 0 -> 6; 1+3: 1+3+0=04 进位 0 -> 46; 答案 46");
+  // The "add" mix uses the peeling trace, and its traces verify.
   Rng rng(3);
   for (int i = 0; i < 50; ++i) {
     TaskSpec spec = named_mix("add").entries[i % 2].spec;

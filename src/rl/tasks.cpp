@@ -123,8 +123,13 @@ Problem generate_arithmetic(const ArithmeticSpec& spec, Lang lang, Rng& rng) {
   const bool commutative = spec.op == ArithOp::Add || spec.op == ArithOp::Mul;
   if (spec.op == ArithOp::Add) {
     p.task = "add";
-    p.solution = spec.fixed_width_scratchpad ? fixed_width_addition_scratchpad(operands, lang)
-                                             : addition_scratchpad(operands, lang);
+    switch (spec.trace) {
+      case AdditionTrace::Columns: p.solution = addition_scratchpad(operands, lang); break;
+      case AdditionTrace::FixedWidth:
+        p.solution = fixed_width_addition_scratchpad(operands, lang);
+        break;
+      case AdditionTrace::Peeling: p.solution = peeling_addition_scratchpad(operands, lang); break;
+    }
   } else if (spec.op == ArithOp::Mul && spec.terms == 2) {
     p.task = "mul";
     p.solution = multiplication_scratchpad(operands[0], operands[1], lang);
@@ -294,6 +299,36 @@ std::string fixed_width_addition_scratchpad(const std::vector<std::string>& oper
   return join(columns, "; ");
 }
 
+std::string peeling_addition_scratchpad(const std::vector<std::string>& operands, Lang lang) {
+  SEEKR_CHECK(!operands.empty());
+  const size_t width = operands[0].size();
+  for (const auto& o : operands) SEEKR_CHECK(o.size() == width && width > 0);
+  std::vector<std::string> rest = operands;
+  std::vector<std::string> steps;
+  std::string found;  // the answer's digits so far, most significant first
+  int carry = 0;
+  BigInt total;
+  for (const auto& o : operands) total = total + *BigInt::parse(o);
+  for (size_t col = 0; col < width; ++col) {
+    std::string step = join(rest, "+") + ": ";
+    int sum = carry;
+    for (auto& r : rest) {
+      step += std::string(1, r.back()) + "+";
+      sum += r.back() - '0';
+      r.pop_back();
+    }
+    const std::string sum_text = std::to_string(sum);
+    step += std::to_string(carry) + "=" + (sum < 10 ? "0" : "") + sum_text +
+            (zh(lang) ? " 进位 " : " carry ") + std::to_string(sum / 10) + " -> ";
+    found = std::to_string(sum % 10) + found;
+    step += found;
+    carry = sum / 10;
+    steps.push_back(step);
+  }
+  steps.push_back(answer_line(total.to_string(), lang));
+  return join(steps, "; ");
+}
+
 std::string addition_scratchpad(const std::vector<std::string>& operands, Lang lang) {
   size_t width = 0;
   for (const auto& o : operands) width = std::max(width, o.size());
@@ -365,7 +400,7 @@ TaskMix named_mix(std::string_view name) {
     TaskSpec s;
     s.kind = TaskKind::Arithmetic;
     s.lang = lang;
-    s.arith = {ArithOp::Add, 3, 3, /*fixed_width_scratchpad=*/true};
+    s.arith = {ArithOp::Add, 3, 3, AdditionTrace::Peeling};
     return TaskMix::Entry{s, w};
   };
   if (name == "default") return default_mix();
@@ -380,9 +415,14 @@ TaskMix named_mix(std::string_view name) {
     for (auto& e : m.entries) e.spec.arith.digits = 2;
     return m;
   }
+  if (name == "add-fixed") {
+    TaskMix m{{add(Lang::En, 0.5), add(Lang::Zh, 0.5)}};
+    for (auto& e : m.entries) e.spec.arith.trace = AdditionTrace::FixedWidth;
+    return m;
+  }
   if (name == "add-varwidth") {
     TaskMix m{{add(Lang::En, 0.5), add(Lang::Zh, 0.5)}};
-    for (auto& e : m.entries) e.spec.arith.fixed_width_scratchpad = false;
+    for (auto& e : m.entries) e.spec.arith.trace = AdditionTrace::Columns;
     return m;
   }
   if (name == "add-en") return TaskMix{{add(Lang::En, 1.0)}};
@@ -398,7 +438,7 @@ TaskMix named_mix(std::string_view name) {
     s.kind = TaskKind::WordSort;
   } else {
     throw Error("unknown task mix \"" + std::string(name) +
-                "\" (expected default, add, add2, add3x2, add-en, add-zh, add-varwidth, mul, countdown, bool or sort)");
+                "\" (expected default, add, add2, add3x2, add-en, add-zh, add-fixed, add-varwidth, mul, countdown, bool or sort)");
   }
   TaskSpec zh = s;
   zh.lang = Lang::Zh;

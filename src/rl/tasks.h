@@ -37,12 +37,17 @@ struct Problem {
 bool verify(const Problem& p, std::string_view extracted);
 
 enum class ArithOp { Add, Sub, Mul, Mixed };
+enum class AdditionTrace {
+  Columns,     // addition_scratchpad
+  FixedWidth,  // fixed_width_addition_scratchpad
+  Peeling,     // peeling_addition_scratchpad
+};
 struct ArithmeticSpec {
   ArithOp op = ArithOp::Add;
   int digits = 3;  // every operand has exactly this many digits
   int terms = 3;
-  // Additions only: fixed_width_addition_scratchpad instead of addition_scratchpad.
-  bool fixed_width_scratchpad = false;
+  // Additions only: which reference trace the generator writes.
+  AdditionTrace trace = AdditionTrace::Columns;
 };
 struct BoolSpec {
   int ops = 4;  // binary operators (& |) in the expression; each leaf may be negated
@@ -72,6 +77,15 @@ std::string addition_scratchpad(const std::vector<std::string>& operands, Lang l
 // and the carry out even when it is 0:
 //   "1+3+1+0=05 carry 0; 2+2+7+0=11 carry 1; 7+3+9+1=20 carry 2; answer 2015"
 std::string fixed_width_addition_scratchpad(const std::vector<std::string>& operands, Lang lang);
+// Column addition where every step only reads what sits next to an anchor: each step restates
+// the numbers still to add, adds their last digits (the ones just before "+" and ":") and the
+// carry, and writes the digits found so far; the numbers of the next step are the previous
+// ones without their last digit (a copy), and the answer is the carry and those digits:
+//   "721+323+971: 1+3+1+0=05 carry 0 -> 5; 72+32+97: 2+2+7+0=11 carry 1 -> 15;
+//    7+3+9: 7+3+9+1=20 carry 2 -> 015; answer 2015"
+// A RoPE model this small learns to find the last digit of a number far sooner than the
+// middle one. Operands must be non-negative decimal strings of the same length.
+std::string peeling_addition_scratchpad(const std::vector<std::string>& operands, Lang lang);
 // Long multiplication of two operands: one partial product per digit of b, then the column
 // addition of the shifted partial products.
 std::string multiplication_scratchpad(const std::string& a, const std::string& b, Lang lang);
