@@ -74,9 +74,10 @@ R1Config r1_preset(const std::string& name) {
   c.preset = name;
   if (name == "quick") return c;
   if (name == "full") {
-    c.corpus_docs = 150000;
-    c.base_steps = 1200;
-    c.student_steps = 600;
+    c.mix = "add";
+    c.corpus_docs = 200000;
+    c.base_steps = 5000;
+    c.student_steps = 1500;
     c.eval_problems = 1000;
     c.eval_k = 8;
     c.r1zero_steps = 300;

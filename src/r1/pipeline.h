@@ -28,7 +28,7 @@ struct R1Config {
   std::string teacher_config, student_config;
 
   // Data.
-  std::string mix = "add";        // rl::named_mix for every stage
+  std::string mix = "add2";       // rl::named_mix for every stage
   int64_t corpus_docs = 60000;    // teacher pretraining documents
   double reasoning_share = 0.3;   // of teacher documents that reason before answering
   double student_reasoning_share = 0.02;
@@ -38,9 +38,9 @@ struct R1Config {
   int tokenizer_vocab = 384;
 
   // Pretraining (teacher, then student).
-  int64_t base_steps = 400;
-  int64_t student_steps = 250;
-  int pretrain_batch = 16, pretrain_seq = 256;
+  int64_t base_steps = 1000;
+  int64_t student_steps = 400;
+  int pretrain_batch = 8, pretrain_seq = 256;
   double pretrain_lr = 3e-3;
 
   // Evaluation.
