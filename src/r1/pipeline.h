@@ -38,8 +38,8 @@ struct R1Config {
   int tokenizer_vocab = 384;
 
   // Pretraining (teacher, then student).
-  int64_t base_steps = 1000;
-  int64_t student_steps = 400;
+  int64_t base_steps = 2200;
+  int64_t student_steps = 300;
   int pretrain_batch = 8, pretrain_seq = 256;
   double pretrain_lr = 3e-3;
 
@@ -49,9 +49,9 @@ struct R1Config {
 
   // GRPO (the R1-Zero stage; later stages scale their step counts from it).
   int64_t r1zero_steps = 120;
-  int64_t reasoning_steps = 60;
-  int64_t final_steps = 40;
-  int64_t student_rl_steps = 80;
+  int64_t reasoning_steps = 40;
+  int64_t final_steps = 20;
+  int64_t student_rl_steps = 40;
   int prompts_per_step = 16;
   int group = 8;
   double rl_lr = 5e-5;
@@ -60,8 +60,8 @@ struct R1Config {
 
   // SFT.
   int coldstart_examples = 800;
-  int64_t coldstart_steps = 60;
-  int64_t rs_sft_steps = 150;
+  int64_t coldstart_steps = 40;
+  int64_t rs_sft_steps = 80;
   double sft_lr = 1e-3;
   int rejection_problems = 1500;
   int rejection_samples = 4;
