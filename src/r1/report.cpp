@@ -181,7 +181,9 @@ std::string write_plots(const std::string& run_dir, const std::map<std::string, 
   auto dat = [&](const std::string& stage, const char* kind) {
     return gp_quote(dir + "/" + stage + "." + kind + ".dat");
   };
-  const char* head = "set terminal pngcairo size 1100,900\nset grid\nset key outside right\n";
+  // noenhanced: "pass@1" must print as written ('@' is markup in gnuplot's enhanced text).
+  const char* head =
+      "set terminal pngcairo size 1100,900 noenhanced\nset grid\nset key outside right\n";
   if (results.count("r1zero") && results.at("r1zero").contains("steps")) {
     std::ostringstream g;
     g << head << "set output " << gp_quote(dir + "/r1zero.png") << "\n"
@@ -201,7 +203,7 @@ std::string write_plots(const std::string& run_dir, const std::map<std::string, 
         << " using 1:7 with lines dt 2 title 'language-mixed (+ language reward)'";
     g << "\nset ylabel 'tokens'\nset yrange [0:*]\n"
       << "plot " << dat("r1zero", "steps") << " using 1:5 with lines lw 2 title 'response length', "
-      << dat("r1zero", "steps") << " using 1:6 with lines title 'reasoning length'\n"
+      << dat("r1zero", "steps") << " using 1:6 with lines title 'reasoning length (0 for direct answers)'\n"
       << "unset multiplot\n";
     if (run_gnuplot(dir + "/r1zero.gp", g.str()))
       md += "![R1-Zero: accuracy, reasoning share and length over RL steps](plots/r1zero.png)\n\n";
@@ -224,7 +226,7 @@ std::string write_plots(const std::string& run_dir, const std::map<std::string, 
   }
   if (!loss_files.empty()) {
     std::ostringstream g;
-    g << "set terminal pngcairo size 1100,600\nset grid\nset key outside right\n"
+    g << "set terminal pngcairo size 1100,600 noenhanced\nset grid\nset key outside right\n"
       << "set output " << gp_quote(dir + "/loss.png") << "\n"
       << "set title 'Pretraining and SFT loss (CE over counted tokens)'\nset xlabel 'step'\n"
       << "set ylabel 'loss'\nset logscale y\nplot ";
