@@ -27,7 +27,7 @@ additions, English and Chinese), starting from nothing:
   final_rl        GRPO again: the final R1 model
   student_base    pretrain a small dense student whose data rarely reasons
   student_rl      GRPO on the student alone
-  student_distill SFT of the student on R1's verified samples, same wall time as its RL
+  student_distill SFT of the student on R1's verified samples, as many tokens as its RL
 
 Each stage writes RUN_DIR/stages/NAME/ (model/, done.json); re-running skips finished
 stages, so an interrupted run resumes at the last finished stage. At the end:

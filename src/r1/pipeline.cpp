@@ -513,7 +513,7 @@ json Pipeline::run_stage(const std::string& s) {
     r = grpo(s, "student_base", c_.student_rl_steps, accuracy_only, /*track_heldout=*/false);
   } else if (s == "student_distill") {
     // The teacher's verified samples (the final R1 model), then SFT of the student for the
-    // same wall time as its RL took: same compute.
+    // same compute as its RL took.
     auto teacher = load_model("final_rl");
     SampleOptions so;
     so.n = 2;
@@ -529,10 +529,20 @@ json Pipeline::run_stage(const std::string& s) {
     for (const auto& k : kept) pairs.push_back({k.prompt, k.completion});
     top_up_with_cold_start(pairs, s);
     r["cold_start_top_up"] = pairs.size() - kept.size();
-    const double budget = result("student_rl").at("rl_seconds").get<double>();
-    r.update(sft(s, "student_base", pairs, /*steps=*/100000, /*max_seconds=*/budget));
+    // Same compute, counted in tokens so that the run stays deterministic: the student's RL
+    // generated and trained on `budget` tokens; SFT gets as many steps as process about as many.
+    const json& rl = result("student_rl");
+    const int64_t budget =
+        rl.at("rollout_tokens").get<int64_t>() + rl.at("update_tokens").get<int64_t>();
+    int64_t example_tokens = 0;
+    for (const auto& p : pairs)
+      example_tokens += static_cast<int64_t>(tokenizer_->encode(p.prompt, true).size() +
+                                             tokenizer_->encode(p.completion).size() + 1);
+    const double per_step = 16.0 * example_tokens / std::max<size_t>(1, pairs.size());
+    const int64_t steps = std::max<int64_t>(1, static_cast<int64_t>(budget / per_step + 0.5));
+    r.update(sft(s, "student_base", pairs, steps));
     r["teacher_samples"] = rep.to_json();
-    r["budget_seconds"] = budget;
+    r["budget_tokens"] = budget;
   } else {
     throw Error("unknown stage " + s);
   }

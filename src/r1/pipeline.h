@@ -5,7 +5,7 @@
 //   format, language) → rejection (sampling) → rs_sft (SFT of the base on the kept samples) →
 //   final_rl (GRPO) → student_base (pretrain a small dense student that rarely reasons) →
 //   student_rl (GRPO alone) and student_distill (SFT on the teacher's verified samples, same
-//   wall time) → report.
+//   compute, counted in tokens) → report.
 //
 // Every stage writes RUN/stages/<name>/ and, last, RUN/stages/<name>/done.json; a re-run skips
 // the stages that have it, so an interrupted run resumes at the last finished stage. The report

@@ -374,8 +374,8 @@ json write_report(const std::string& run_dir, const json& config,
           "same tasks where only "
        << pct(config.value("student_reasoning_share", 0.0))
        << " of the documents reason. From that same checkpoint: RL alone (GRPO, accuracy "
-          "reward), or SFT on the final R1 model's verified samples for the same training wall "
-          "time.\n\n"
+          "reward), or SFT on the final R1 model's verified samples for about as many tokens as "
+          "the RL generated and trained on (the same compute, counted in tokens).\n\n"
        << "| student | pass@1 lenient | pass@1 strict | greedy lenient | reasons first | "
           "training seconds |\n|---|---|---|---|---|---|\n";
     auto row = [&](const char* label, const json& e, double secs) {
