@@ -21,24 +21,15 @@
 #include "core/rng.h"
 #include "kernels/ops.h"
 #include "model/model.h"
+#include "r1/pipeline.h"
 #include "serve/generate.h"
 
 namespace seekr {
 namespace {
 
-const char* kTeacherConfig = R"({
-  "architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3",
-  "vocab_size": 384, "hidden_size": 128, "intermediate_size": 384,
-  "moe_intermediate_size": 64, "num_hidden_layers": 3, "first_k_dense_replace": 1,
-  "moe_layer_freq": 1, "num_attention_heads": 4, "num_key_value_heads": 4, "q_lora_rank": null,
-  "kv_lora_rank": 32, "qk_nope_head_dim": 32, "qk_rope_head_dim": 16, "v_head_dim": 32,
-  "n_routed_experts": 8, "n_shared_experts": 1, "num_experts_per_tok": 2, "n_group": 1,
-  "topk_group": 1, "topk_method": "noaux_tc", "scoring_func": "sigmoid", "norm_topk_prob": true,
-  "routed_scaling_factor": 1.0, "num_nextn_predict_layers": 0, "hidden_act": "silu",
-  "rms_norm_eps": 1e-06, "rope_theta": 10000, "rope_scaling": null,
-  "max_position_embeddings": 256, "tie_word_embeddings": false, "bos_token_id": 0,
-  "eos_token_id": 1, "initializer_range": 0.02, "torch_dtype": "float32"
-})";
+// The R1 pipeline's teacher (src/r1/pipeline.cpp).
+const char* const kTeacherConfig = r1::r1_teacher_config_json();
+
 
 constexpr int kPrompts = 16, kSamples = 8, kPromptLen = 25, kNewTokens = 60;
 constexpr int kSequences = kPrompts * kSamples, kUpdateT = 85;

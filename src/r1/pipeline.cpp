@@ -588,6 +588,9 @@ json Pipeline::run() {
 
 }  // namespace
 
+const char* r1_teacher_config_json() { return kTeacherConfig; }
+const char* r1_student_config_json() { return kStudentConfig; }
+
 json run_r1(const R1RunOptions& options) {
   Pipeline p(options);
   return p.run();

@@ -82,6 +82,11 @@ struct R1RunOptions {
 // Runs (or resumes) the pipeline and writes the report; returns the summary JSON.
 nlohmann::json run_r1(const R1RunOptions& options);
 
+// The built-in teacher (MLA + DeepSeekMoE, ~0.85M parameters) and dense student configs
+// (HF config.json text; the pipeline replaces vocab_size with its tokenizer's).
+const char* r1_teacher_config_json();
+const char* r1_student_config_json();
+
 // The stage names in order.
 const std::vector<std::string>& r1_stage_names();
 
