@@ -1,6 +1,8 @@
 // Tasks, answer extraction, rewards, templates and statistics of the R1 pipeline (src/rl).
 #include <gtest/gtest.h>
 
+#include <cctype>
+
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -317,23 +319,29 @@ TEST(Tasks, ScratchpadFormat) {
   EXPECT_EQ(addition_scratchpad({"5", "40"}, Lang::En), "5+0=5; 4=4; answer 45");
   // Fixed width: every column has all its digits, the carry in, a two-digit sum, the carry out.
   EXPECT_EQ(fixed_width_addition_scratchpad({"721", "323", "971"}, Lang::En),
-            "1+3+1+0=05 carry 0; 2+2+7+0=11 carry 1; 7+3+9+1=20 carry 2; answer 2015");
+            "1+3+1+0=05 carry=0 ->5;2+2+7+0=11 carry=1 ->15;7+3+9+1=20 carry=2 ->015;"
+            "answer=2015");
   EXPECT_EQ(fixed_width_addition_scratchpad({"721", "323", "971"}, Lang::Zh),
-            "1+3+1+0=05 进位 0; 2+2+7+0=11 进位 1; 7+3+9+1=20 进位 2; 答案 2015");
+            "1+3+1+0=05 进位=0 ->5;2+2+7+0=11 进位=1 ->15;7+3+9+1=20 进位=2 ->015;答案=2015");
   EXPECT_EQ(fixed_width_addition_scratchpad({"5", "40"}, Lang::En),
-            "5+0+0=05 carry 0; 0+4+0=04 carry 0; answer 45");
+            "5+0+0=05 carry=0 ->5;0+4+0=04 carry=0 ->45;answer=45");
   EXPECT_EQ(peeling_addition_scratchpad({"721", "323", "971"}, Lang::En),
             "721+323+971: 1+3+1+0=05 carry 0 -> 5; 72+32+97: 2+2+7+0=11 carry 1 -> 15; "
             "7+3+9: 7+3+9+1=20 carry 2 -> 015; answer 2015");
   EXPECT_EQ(peeling_addition_scratchpad({"12", "34"}, Lang::Zh),
             "12+34: 2+4+0=06 进位 0 -> 6; 1+3: 1+3+0=04 进位 0 -> 46; 答案 46");
-  // The "add" mix uses the peeling trace, and its traces verify.
+  // The "add" mix uses the fixed-width trace, and its traces verify.
   Rng rng(3);
   for (int i = 0; i < 50; ++i) {
     TaskSpec spec = named_mix("add").entries[i % 2].spec;
+    EXPECT_EQ(spec.arith.trace, AdditionTrace::FixedWidth);
     const Problem p = generate(spec, rng);
-    EXPECT_NE(p.solution.find(zh_or_en(p.lang)), std::string::npos) << p.solution;
+    EXPECT_NE(p.solution.find(p.lang == Lang::Zh ? "进位=" : "carry="), std::string::npos)
+        << p.solution;
     EXPECT_TRUE(numbers_equal(*last_number(p.solution), p.answer)) << p.solution;
+    for (size_t i = 0; i + 1 < p.solution.size(); ++i)  // no digit after a space
+      EXPECT_FALSE(p.solution[i] == ' ' && std::isdigit(static_cast<unsigned char>(p.solution[i + 1])))
+          << p.solution;
   }
   EXPECT_EQ(multiplication_scratchpad("12", "34", Lang::En),
             "12*4=48; 12*30=360; 8+0=8; 4+6=10 carry 1; 3+1=4; answer 408");

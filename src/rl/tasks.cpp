@@ -115,7 +115,9 @@ Problem generate_arithmetic(const ArithmeticSpec& spec, Lang lang, Rng& rng) {
   Problem p;
   p.lang = lang;
   p.verifier = Verifier::Number;
-  p.prompt = zh(lang) ? "计算 " + expr + " 等于多少？" : "What is " + expr + "?";
+  // Both languages put the expression at the same distance from the end of the prompt, so a
+  // small model's digit look-ups from its reasoning are the same for either.
+  p.prompt = zh(lang) ? "计算 " + expr + "？" : "What is " + expr + "?";
   std::vector<BigInt> vals;
   for (const auto& o : operands) vals.push_back(*BigInt::parse(o));
   std::vector<std::string> steps;
@@ -276,6 +278,7 @@ std::string fixed_width_addition_scratchpad(const std::vector<std::string>& oper
   for (const auto& o : operands) width = std::max(width, o.size());
   SEEKR_CHECK(width > 0);
   std::vector<std::string> columns;
+  std::string found;  // the answer's digits so far, most significant first
   int carry = 0;
   BigInt total;
   for (const auto& o : operands) total = total + *BigInt::parse(o);
@@ -291,12 +294,16 @@ std::string fixed_width_addition_scratchpad(const std::vector<std::string>& oper
     const std::string sum_text = std::to_string(sum);
     const size_t sum_width = std::to_string(9 * operands.size() + carry).size();
     step += std::to_string(carry) + "=" + std::string(sum_width - std::min(sum_width, sum_text.size()), '0') +
-            sum_text + (zh(lang) ? " 进位 " : " carry ") + std::to_string(sum / 10);
+            sum_text + (zh(lang) ? " 进位=" : " carry=") + std::to_string(sum / 10);
+    found = std::to_string(sum % 10) + found;
+    step += " ->" + found;
     carry = sum / 10;
     columns.push_back(step);
   }
-  columns.push_back(answer_line(total.to_string(), lang));
-  return join(columns, "; ");
+  // No digit follows a space: the only space-digit pair the model sees is the one before the
+  // prompt's first number, which it can then find without counting.
+  columns.push_back((zh(lang) ? "答案=" : "answer=") + total.to_string());
+  return join(columns, ";");
 }
 
 std::string peeling_addition_scratchpad(const std::vector<std::string>& operands, Lang lang) {
@@ -400,7 +407,7 @@ TaskMix named_mix(std::string_view name) {
     TaskSpec s;
     s.kind = TaskKind::Arithmetic;
     s.lang = lang;
-    s.arith = {ArithOp::Add, 3, 3, AdditionTrace::Peeling};
+    s.arith = {ArithOp::Add, 3, 3, AdditionTrace::FixedWidth};
     return TaskMix::Entry{s, w};
   };
   if (name == "default") return default_mix();
@@ -415,9 +422,9 @@ TaskMix named_mix(std::string_view name) {
     for (auto& e : m.entries) e.spec.arith.digits = 2;
     return m;
   }
-  if (name == "add-fixed") {
+  if (name == "add-peel") {
     TaskMix m{{add(Lang::En, 0.5), add(Lang::Zh, 0.5)}};
-    for (auto& e : m.entries) e.spec.arith.trace = AdditionTrace::FixedWidth;
+    for (auto& e : m.entries) e.spec.arith.trace = AdditionTrace::Peeling;
     return m;
   }
   if (name == "add-varwidth") {
@@ -438,7 +445,7 @@ TaskMix named_mix(std::string_view name) {
     s.kind = TaskKind::WordSort;
   } else {
     throw Error("unknown task mix \"" + std::string(name) +
-                "\" (expected default, add, add2, add3x2, add-en, add-zh, add-fixed, add-varwidth, mul, countdown, bool or sort)");
+                "\" (expected default, add, add2, add3x2, add-en, add-zh, add-peel, add-varwidth, mul, countdown, bool or sort)");
   }
   TaskSpec zh = s;
   zh.lang = Lang::Zh;

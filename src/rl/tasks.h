@@ -74,8 +74,11 @@ std::string addition_scratchpad(const std::vector<std::string>& operands, Lang l
 // The same column addition with every column of one shape, so that each digit a small model
 // must look up sits at a fixed distance from where it is written: all digits of the column (0
 // for a shorter operand), then the carry in, the sum zero-padded to the widest possible sum,
-// and the carry out even when it is 0:
-//   "1+3+1+0=05 carry 0; 2+2+7+0=11 carry 1; 7+3+9+1=20 carry 2; answer 2015"
+// the carry out even when it is 0, and the answer's digits found so far; no digit follows a
+// space, so the space before the prompt's first number is the only such pair in a document:
+//   "1+3+1+0=05 carry=0 ->5;2+2+7+0=11 carry=1 ->15;7+3+9+1=20 carry=2 ->015;answer=2015"
+// The R1 pipeline's trace: on three 2-digit numbers its 0.85M-parameter teacher learns it
+// (docs/r1.md), where it does not learn to restate the numbers the peeling trace needs.
 std::string fixed_width_addition_scratchpad(const std::vector<std::string>& operands, Lang lang);
 // Column addition where every step only reads what sits next to an anchor: each step restates
 // the numbers still to add, adds their last digits (the ones just before "+" and ":") and the
@@ -101,9 +104,10 @@ struct TaskMix {
 // Chinese, with multiplication, Countdown and boolean evaluation alongside.
 TaskMix default_mix();
 // A mix by name: "default"; "add" (three 3-digit additions, half English, half Chinese, with
-// the fixed-width scratchpad), "add-en", "add-zh", "add-varwidth" (the same with
-// addition_scratchpad); "mul", "countdown", "bool", "sort" (half and half). Throws seekr::Error
-// naming an unknown name.
+// the fixed-width scratchpad), "add2" (three 2-digit numbers), "add3x2" (two 3-digit numbers),
+// "add-en", "add-zh", "add-varwidth" (addition_scratchpad), "add-peel" (the peeling trace);
+// "mul", "countdown", "bool", "sort" (half and half). Throws seekr::Error naming an unknown
+// name.
 TaskMix named_mix(std::string_view name);
 
 // 64-bit hash of p.key (FNV-1a, then a splitmix finaliser so every bit is mixed).
