@@ -515,6 +515,32 @@ TEST(Generate, BatchedEqualsOneByOne) {
   }
 }
 
+// Workers generate contiguous shares of the requests, each in its own session: every
+// sequence depends only on its seed, so the results are the same for any worker count.
+TEST(Generate, WorkersGiveTheSameResults) {
+  Model& model = test_model();
+  SamplingParams sampled;
+  sampled.temperature = 0.9f;
+  std::vector<GenerationRequest> reqs = mixed_requests(sampled);
+  reqs[1].n = 3;  // shares balance sequences, not requests
+  const GenerationOutput one = generate(model, reqs, GenerateOptions{});
+  for (int workers : {2, 3, 8}) {
+    SCOPED_TRACE(workers);
+    GenerateOptions o;
+    o.workers = workers;
+    const GenerationOutput many = generate(model, reqs, o);
+    ASSERT_EQ(many.results.size(), one.results.size());
+    for (size_t i = 0; i < one.results.size(); ++i)
+      expect_same_results(many.results[i], one.results[i], i);
+    EXPECT_EQ(many.stats.generated_tokens, one.stats.generated_tokens);
+    EXPECT_EQ(many.stats.prompt_tokens, one.stats.prompt_tokens);
+  }
+  GenerateOptions streaming;
+  streaming.workers = 2;
+  streaming.on_text = [](int, std::string_view) {};
+  EXPECT_THROW(generate(model, reqs, streaming), Error);
+}
+
 TEST(Generate, SampledTokensFollowTheirLogprobs) {
   // Generated tokens re-scored by the training forward give the same raw log-probs.
   Model& model = test_model();

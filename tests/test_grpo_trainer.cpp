@@ -174,13 +174,14 @@ GrpoRollout random_rollout(int groups, int G, uint64_t seed) {
 }
 
 std::vector<float> gradient_with_micro_batch(Model& model, const GrpoRollout& rollout,
-                                             GrpoMode mode, int micro_batch,
-                                             GrpoUpdateStats* stats) {
+                                             GrpoMode mode, int micro_batch, GrpoUpdateStats* stats,
+                                             int workers = 1) {
   GrpoOptions o = micro_options();
   o.loss.mode = mode;
   o.loss.max_completion_length = 16;
   o.max_new_tokens = 12;
   o.micro_batch = micro_batch;
+  o.workers = workers;
   GrpoTrainer trainer(model, micro_tokenizer(), o, always(digit_problem()));
   trainer.prepare(rollout);
   // Old log-probs from a perturbed copy of the policy, so ratios spread on both sides of the
@@ -215,6 +216,60 @@ TEST(GrpoTrainer, MicroBatchesGiveTheFullBatchGradient) {
     EXPECT_NEAR(full.clip_fraction, split.clip_fraction, 1e-12);
     EXPECT_GT(full.clip_fraction, 0.0);
   }
+}
+
+TEST(GrpoTrainer, WorkersGiveTheFullBatchGradient) {
+  auto model = copy_of(shaped_model());
+  const GrpoRollout rollout = random_rollout(3, 4, 5);
+  for (GrpoMode mode : {GrpoMode::kGrpo, GrpoMode::kDrGrpo, GrpoMode::kDapo}) {
+    SCOPED_TRACE(grpo_mode_name(mode));
+    GrpoUpdateStats one, two, three;
+    const std::vector<float> g1 = gradient_with_micro_batch(*model, rollout, mode, 0, &one, 1);
+    // micro_batch 0 with 2 workers: one micro-batch each; 2 with 3 workers: uneven shares.
+    const std::vector<float> g2 = gradient_with_micro_batch(*model, rollout, mode, 0, &two, 2);
+    const std::vector<float> g3 = gradient_with_micro_batch(*model, rollout, mode, 2, &three, 3);
+    for (const auto* g : {&g2, &g3}) {
+      double norm = 0, diff = 0;
+      for (size_t i = 0; i < g1.size(); ++i) {
+        norm += double(g1[i]) * g1[i];
+        diff += double(g1[i] - (*g)[i]) * (g1[i] - (*g)[i]);
+      }
+      EXPECT_GT(std::sqrt(norm), 1e-4);
+      EXPECT_LT(std::sqrt(diff), 1e-5 * std::sqrt(norm));
+    }
+    for (const GrpoUpdateStats* u : {&two, &three}) {
+      EXPECT_NEAR(u->loss, one.loss, 1e-6 * (1 + std::abs(one.loss)));
+      EXPECT_NEAR(u->ratio, one.ratio, 1e-6 * (1 + one.ratio));
+      EXPECT_NEAR(u->clip_fraction, one.clip_fraction, 1e-12);
+    }
+  }
+}
+
+// Rollouts split between workers sample exactly the same tokens (each sequence depends only on
+// its seed), so the step's rewards and lengths are equal; the update differs only by rounding.
+TEST(GrpoTrainer, WorkersSampleTheSameRollouts) {
+  auto run = [](int workers) {
+    auto model = copy_of(shaped_model());
+    GrpoOptions o = micro_options();
+    o.workers = workers;
+    o.micro_batch = 3;
+    GrpoTrainer trainer(*model, micro_tokenizer(), o, always(digit_problem()));
+    std::vector<GrpoStepStats> steps;
+    for (int i = 0; i < 2; ++i) steps.push_back(trainer.step());
+    return std::make_pair(steps, model->params());
+  };
+  const auto one = run(1), two = run(2);
+  // Step 1 samples from the same weights: identical tokens.
+  EXPECT_EQ(two.first[0].rollout_tokens, one.first[0].rollout_tokens);
+  EXPECT_EQ(two.first[0].reward, one.first[0].reward);
+  EXPECT_EQ(two.first[0].response_tokens, one.first[0].response_tokens);
+  EXPECT_EQ(two.first[0].update_tokens, one.first[0].update_tokens);
+  double norm = 0, diff = 0;
+  for (size_t i = 0; i < one.second.size(); ++i) {
+    norm += double(one.second[i]) * one.second[i];
+    diff += double(one.second[i] - two.second[i]) * (one.second[i] - two.second[i]);
+  }
+  EXPECT_LT(std::sqrt(diff), 1e-5 * std::sqrt(norm));
 }
 
 TEST(GrpoTrainer, OnPolicyRatioIsOneAndSecondInnerUpdateMovesIt) {
@@ -298,24 +353,28 @@ TEST(GrpoTrainer, LearnsAnEasyReward) {
 }
 
 TEST(GrpoTrainer, SameSeedSameSteps) {
-  auto run = [] {
-    auto model = copy_of(shaped_model());
-    GrpoOptions o = micro_options();
-    o.loss.beta = 0.02f;
-    GrpoTrainer trainer(*model, micro_tokenizer(), o, always(digit_problem()));
-    std::vector<nlohmann::json> out;
-    for (int i = 0; i < 3; ++i) {
-      nlohmann::json j = trainer.step().to_json();
-      for (const char* timing :
-           {"rollout_seconds", "update_seconds", "rollout_tok_s", "update_tok_s", "rollout_share"})
-        j.erase(timing);
-      out.push_back(j);
-    }
-    return std::make_pair(out, model->params());
-  };
-  const auto a = run(), b = run();
-  EXPECT_EQ(a.first, b.first);
-  EXPECT_EQ(a.second, b.second);
+  for (int workers : {1, 2}) {
+    SCOPED_TRACE(workers);
+    auto run = [workers] {
+      auto model = copy_of(shaped_model());
+      GrpoOptions o = micro_options();
+      o.loss.beta = 0.02f;
+      o.workers = workers;
+      GrpoTrainer trainer(*model, micro_tokenizer(), o, always(digit_problem()));
+      std::vector<nlohmann::json> out;
+      for (int i = 0; i < 3; ++i) {
+        nlohmann::json j = trainer.step().to_json();
+        for (const char* timing : {"rollout_seconds", "update_seconds", "rollout_tok_s",
+                                   "update_tok_s", "rollout_share"})
+          j.erase(timing);
+        out.push_back(j);
+      }
+      return std::make_pair(out, model->params());
+    };
+    const auto a = run(), b = run();
+    EXPECT_EQ(a.first, b.first);
+    EXPECT_EQ(a.second, b.second);
+  }
 }
 
 TEST(GrpoTrainer, RejectsBadOptions) {

@@ -174,6 +174,67 @@ TEST(SftTrainer, MaskedLossAndGradientMatchBruteForce) {
   EXPECT_LT(max_diff, 1e-5 * max_abs);
 }
 
+// Data-parallel workers split the batch's rows; every loss keeps the whole batch's
+// normalisation (the balance loss its share of the rows), so the gradient, the losses and the
+// expert loads that steer the correction bias are the single worker's.
+TEST(SftTrainer, WorkersGiveTheWholeBatchGradient) {
+  const ModelConfig c = micro_config();
+  const Tokenizer& tok = test_tokenizer();
+  std::vector<SftExample> examples;
+  for (int i = 0; i < 5; ++i)
+    examples.push_back(make_sft_example(tok, "question: what is " + std::to_string(i * 7) + "?",
+                                        std::string(" the sum is ") + std::to_string(i * 38) +
+                                            (i % 2 ? ", said the cat" : ""),
+                                        kEos));
+  std::vector<const SftExample*> ptrs;
+  for (const auto& e : examples) ptrs.push_back(&e);
+  SftBatch batch;
+  make_padded_batch(ptrs, 64, 2, batch);
+  ASSERT_EQ(batch.B, 5);
+
+  struct Run {
+    SftStepStats stats;
+    std::vector<float> grads, buffers_after_step;
+  };
+  auto run = [&](int workers) {
+    SftOptions opt;
+    opt.mtp_lambda = 0.5;
+    opt.balance_alpha = 0.01;  // large enough to matter in the gradient
+    opt.bias_gamma = 0.01;
+    opt.workers = workers;
+    Model model(c);
+    model.init_weights(7);
+    SftTrainer trainer(model, opt);
+    Run r;
+    r.stats = trainer.compute_gradients(batch);
+    r.grads = model.grads();
+    trainer.step(batch, 1e-3);
+    r.buffers_after_step = model.buffers();
+    return r;
+  };
+  const Run one = run(1);
+  for (int workers : {2, 3}) {
+    SCOPED_TRACE(workers);
+    const Run many = run(workers);
+    EXPECT_EQ(many.stats.counted, one.stats.counted);
+    EXPECT_NEAR(many.stats.loss, one.stats.loss, 1e-6 * one.stats.loss);
+    EXPECT_NEAR(many.stats.mtp, one.stats.mtp, 1e-6 * one.stats.mtp);
+    EXPECT_GT(one.stats.balance, 0.0);
+    EXPECT_NEAR(many.stats.balance, one.stats.balance, 1e-6 * one.stats.balance);
+    double norm = 0, diff = 0;
+    for (size_t i = 0; i < one.grads.size(); ++i) {
+      norm += double(one.grads[i]) * one.grads[i];
+      diff += double(one.grads[i] - many.grads[i]) * (one.grads[i] - many.grads[i]);
+    }
+    EXPECT_GT(norm, 0.0);
+    EXPECT_LT(std::sqrt(diff), 1e-5 * std::sqrt(norm));
+    // The correction bias moves by gamma * sign(mean load - load): the same loads, the same bias.
+    EXPECT_EQ(many.buffers_after_step, one.buffers_after_step);
+  }
+  // And the same again for the same count.
+  EXPECT_EQ(run(2).grads, run(2).grads);
+}
+
 // Prompt/completion pairs the micro model learns by heart.
 std::vector<std::pair<std::string, std::string>> memorable_pairs() {
   return {{"question: what is 2 plus 3?", " the sum is 5"},

@@ -52,6 +52,7 @@ student training:
   --init-seed N          student initialisation with --student-config (default 1234)
   --seed S               sampling and example order (default 1)
   --threads N            OpenMP/BLAS threads (default: the library default)
+  --workers N            data-parallel replicas, one per core (default 1)
 )";
 
 int run_distill(int argc, char** argv) {
@@ -84,6 +85,7 @@ int run_distill(int argc, char** argv) {
   so.seed = seed;
   sft.seed = seed;
   sft.threads = static_cast<int>(args.i64("threads", 0));
+  sft.workers = static_cast<int>(args.i64("workers", 1));
   args.finish();
   SEEKR_REQUIRE(student_dir.empty() != student_config.empty(),
                 "give exactly one of --student DIR and --student-config CONFIG.json");

@@ -40,7 +40,9 @@ sampling:
   --template T           qa | r1zero | r1chat (default qa)
   --force-reasoning      append <think> to every prompt (a base model forced to reason)
   --no-greedy            skip the greedy sample
-  --max-batch N          sequences in flight (default 512)
+  --max-batch N          sequences in flight per worker (default 512)
+  --workers N            data-parallel generation, one worker per core; the same tokens
+                         for any count (default 1)
   --threads N            OpenMP/BLAS threads (default: the library default)
 
 output:
@@ -65,6 +67,8 @@ int run_eval(int argc, char** argv) {
   opt.force_reasoning = args.flag("force-reasoning");
   opt.greedy = !args.flag("no-greedy");
   opt.max_batch = static_cast<int>(args.i64("max-batch", 512));
+  opt.workers = static_cast<int>(args.i64("workers", 1));
+  SEEKR_REQUIRE(opt.workers >= 1, "--workers must be at least 1");
   const int threads = static_cast<int>(args.i64("threads", 0));
   const std::string out = args.str("out", "");
   args.finish();

@@ -54,7 +54,11 @@ update:
   --eps-low X           ratio clip below 1 - X (default 0.2)
   --eps-high X          ratio clip above 1 + X (default 0.2; DAPO's clip-higher: 0.28)
   --ref-refresh N       copy the policy into the reference every N steps, 0 = never (default 0)
-  --micro-batch N       sequences per update forward, 0 = all (default 0)
+  --micro-batch N       sequences per update forward, 0 = all, split between the workers
+                        (default 0); 8 wastes the least padding on the R1 pipeline's task
+  --workers N           data-parallel replicas, one per core: each generates its share of
+                        the prompts and runs its share of the micro-batches single-threaded,
+                        gradients summed (default 1)
 
 run:
   --seed S              sampling and problem-order seed (default 1234)
@@ -92,6 +96,7 @@ int run_grpo_cmd(int argc, char** argv) {
   o.loss.eps_high = static_cast<float>(args.f64("eps-high", o.loss.eps_high));
   o.ref_refresh_every = static_cast<int>(args.i64("ref-refresh", o.ref_refresh_every));
   o.micro_batch = static_cast<int>(args.i64("micro-batch", o.micro_batch));
+  o.workers = static_cast<int>(args.i64("workers", o.workers));
   o.seed = static_cast<uint64_t>(args.i64("seed", 1234));
   o.threads = static_cast<int>(args.i64("threads", 0));
   o.log_every = static_cast<int>(args.i64("log-every", 1));

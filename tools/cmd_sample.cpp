@@ -38,7 +38,9 @@ sampling:
   --template T           qa | r1zero | r1chat (default qa)
   --no-require-format    keep correct responses that are not in the tagged format
   --no-require-language  keep correct responses whose reasoning mixes languages
-  --max-batch N          sequences in flight (default 512)
+  --max-batch N          sequences in flight per worker (default 512)
+  --workers N            data-parallel generation, one worker per core; the same tokens
+                         for any count (default 1)
   --threads N            OpenMP/BLAS threads (default: the library default)
 
 output:
@@ -63,6 +65,8 @@ int run_sample(int argc, char** argv) {
   opt.require_format = !args.flag("no-require-format");
   opt.require_language = !args.flag("no-require-language");
   opt.max_batch = static_cast<int>(args.i64("max-batch", 512));
+  opt.workers = static_cast<int>(args.i64("workers", 1));
+  SEEKR_REQUIRE(opt.workers >= 1, "--workers must be at least 1");
   const int threads = static_cast<int>(args.i64("threads", 0));
   const std::string out = args.required("out");
   args.finish();

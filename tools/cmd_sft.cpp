@@ -63,6 +63,8 @@ schedule and optimizer:
 
 run:
   --threads N           OpenMP/BLAS threads (default: OpenMP's default)
+  --workers N           data-parallel replicas, one per core: each step's rows are split
+                        between them and the gradients summed (default 1)
   --max-seconds X       stop after the step that reaches X seconds (default 0: no limit); the
                         cosine schedule still spans the planned steps
   --quiet               no progress line
@@ -91,6 +93,7 @@ int run_sft_cmd(int argc, char** argv) {
   o.weight_decay = args.f64("weight-decay", o.weight_decay);
   const long long seed = args.i64("seed", static_cast<long long>(o.seed));
   o.threads = static_cast<int>(args.i64("threads", 0));
+  o.workers = static_cast<int>(args.i64("workers", 1));
   o.max_seconds = args.f64("max-seconds", 0);
   o.progress = !args.flag("quiet");
   args.finish();

@@ -26,7 +26,8 @@ actions:
               in the tagged format, always in the prompt's language
 
 options:
-  --mix NAME             default | add | add-en | add-zh | mul | countdown | bool | sort
+  --mix NAME             default | add | add2 | add3x2 | add-en | add-zh | add-peel |
+                         add-varwidth | mul | countdown | bool | sort
                          (default: add; see docs/rl-tasks.md)
   --n N                  how many lines (default 1000)
   --seed S               (default 1)

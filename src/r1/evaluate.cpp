@@ -239,6 +239,7 @@ std::vector<ProblemResponses> generate_responses(const Model& model, const Token
   GenerateOptions gen;
   gen.tokenizer = &tokenizer;
   gen.max_batch = options.max_batch;
+  gen.workers = options.workers;
   GenerationOutput out = generate(model, requests, gen);
   if (stats) *stats = out.stats;
 

@@ -33,7 +33,8 @@ struct EvalOptions {
   // reason"); the scored response text is then think_open + the generated text.
   bool force_reasoning = false;
   PolicyFormat format;
-  int max_batch = 512;    // sequences in flight
+  int max_batch = 512;    // sequences in flight (per worker)
+  int workers = 1;        // data-parallel generation (GenerateOptions::workers): same tokens
   bool progress = false;  // a start line and a summary line on stderr
 };
 

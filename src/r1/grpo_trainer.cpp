@@ -11,6 +11,7 @@
 
 #include "core/check.h"
 #include "core/rng.h"
+#include "core/workers.h"
 #include "kernels/ops.h"
 #include "kernels/simd.h"
 #include "rl/format.h"
@@ -73,6 +74,7 @@ void GrpoOptions::validate() const {
   SEEKR_REQUIRE(temperature > 0, "grpo: temperature must be > 0 (RL needs sampling)");
   SEEKR_REQUIRE(micro_batch >= 0 && threads >= 0 && log_every >= 1,
                 "grpo: micro batch and threads must be >= 0, log every >= 1");
+  SEEKR_REQUIRE(workers >= 1, "grpo: workers must be >= 1 (got ", workers, ")");
   SEEKR_REQUIRE(loss.beta >= 0 && loss.eps_low >= 0 && loss.eps_high >= 0,
                 "grpo: beta, eps low and eps high must be >= 0");
   SEEKR_REQUIRE(loss.mode != GrpoMode::kDrGrpo || loss.max_completion_length == 0 ||
@@ -97,6 +99,7 @@ nlohmann::json GrpoOptions::to_json() const {
           {"max_completion_length", loss.max_completion_length},
           {"ref_refresh_every", ref_refresh_every},
           {"dynamic_sampling", dynamic_sampling},
+          {"workers", workers},
           {"max_sampling_rounds", max_sampling_rounds},
           {"max_new_tokens", max_new_tokens},
           {"temperature", temperature},
@@ -200,7 +203,12 @@ GrpoTrainer::GrpoTrainer(Model& policy, const Tokenizer& tokenizer, const GrpoOp
   // Dr. GRPO divides by a constant completion budget: by default the generation budget.
   if (opt_.loss.mode == GrpoMode::kDrGrpo && opt_.loss.max_completion_length == 0)
     opt_.loss.max_completion_length = opt_.max_new_tokens;
-  graph_ = std::make_unique<TrainGraph>(policy_);
+  graphs_.push_back(std::make_unique<TrainGraph>(policy_));
+  for (int w = 1; w < opt_.workers; ++w) {
+    replicas_.push_back(std::make_unique<Model>(policy_.config()));
+    graphs_.push_back(std::make_unique<TrainGraph>(*replicas_.back()));
+  }
+  graph_ = graphs_[0].get();
   if (opt_.loss.beta > 0) {
     reference_ = std::make_unique<Model>(policy_.config());
     copy_policy_to_reference();
@@ -244,15 +252,31 @@ void GrpoTrainer::rollout_round(int num_prompts, int round, GrpoRollout& out,
   }
   SEEKR_REQUIRE(longest_prompt < c.max_position_embeddings, "grpo: a prompt of ", longest_prompt,
                 " tokens leaves no room under max_position_embeddings ", c.max_position_embeddings);
-  // One session for the whole run; it grows (rarely) when a longer prompt comes along.
+  // Worker w generates prompts [w * per, (w + 1) * per) in its own session; the sessions live
+  // for the whole run and grow (rarely) when a longer prompt comes along. A sequence's tokens
+  // depend only on its seed, so the split does not change them.
+  const int W = std::min(opt_.workers, num_prompts);
+  const int per = (num_prompts + W - 1) / W;
+  const int per_worker_capacity = (opt_.prompts_per_step + opt_.workers - 1) / opt_.workers;
   const int needed = std::min(longest_prompt + opt_.max_new_tokens, c.max_position_embeddings);
-  if (!session_ || session_->max_len() < needed) {
+  sessions_.resize(std::max<size_t>(sessions_.size(), size_t(W)));
+  for (int w = 0; w < W; ++w) {
+    if (sessions_[w] && sessions_[w]->max_len() >= needed) continue;
     const int max_len = std::min(needed + 16, c.max_position_embeddings);
-    session_ = std::make_unique<InferenceSession>(policy_, opt_.prompts_per_step * G, max_len);
+    sessions_[w] = std::make_unique<InferenceSession>(policy_, per_worker_capacity * G, max_len);
   }
   GenerateOptions gen;
   gen.tokenizer = &tokenizer_;
-  GenerationOutput output = generate(policy_, *session_, requests, gen);
+  std::vector<GenerationOutput> outputs(W);
+  run_workers(W, [&](int w) {
+    const int first = std::min(num_prompts, w * per), last = std::min(num_prompts, first + per);
+    if (first == last) return;
+    const std::vector<GenerationRequest> part(requests.begin() + first, requests.begin() + last);
+    outputs[w] = generate(policy_, *sessions_[w], part, gen);
+  });
+  GenerationOutput output;
+  for (GenerationOutput& o : outputs)
+    for (GenerationResult& r : o.results) output.results.push_back(std::move(r));
   SEEKR_CHECK(output.results.size() == size_t(num_prompts) * G);
 
   const size_t n_before = out.rewards.size();
@@ -326,7 +350,10 @@ void GrpoTrainer::prepare(const GrpoRollout& rollout) {
   std::stable_sort(order.begin(), order.end(),
                    [&](int a, int b) { return input_len(a) < input_len(b); });
   const int trained = static_cast<int>(order.size());
-  const int per_batch = opt_.micro_batch > 0 ? std::min(opt_.micro_batch, S) : S;
+  // micro_batch 0: one micro-batch per worker.
+  const int W = static_cast<int>(graphs_.size());
+  const int per_batch =
+      opt_.micro_batch > 0 ? std::min(opt_.micro_batch, S) : std::max(1, (trained + W - 1) / W);
 
   micro_.clear();
   size_t rows = 0;
@@ -390,45 +417,80 @@ GrpoUpdateStats GrpoTrainer::accumulate_gradient(const float* old_logp) {
   TrainOptions fwd;
   fwd.mtp = false;  // RL trains the main head only; the MTP modules are not used to sample
   const int V = policy_.config().vocab_size;
+  const int M = static_cast<int>(micro_.size());
+  const int W = std::max(1, std::min(static_cast<int>(graphs_.size()), M));
+  for (int w = 1; w < W; ++w) {  // same-size assignments: the replica's views stay valid
+    Model& r = *replicas_[w - 1];
+    r.params() = policy_.params();
+    r.buffers() = policy_.buffers();
+    r.zero_grads();
+  }
+  // Worker w takes micro-batches w, w + W, ...; its sums stay apart until the end so the result
+  // does not depend on which worker finishes first.
+  struct Partial {
+    double loss = 0, kl = 0, entropy = 0, ratio = 0;
+    int64_t low = 0, high = 0, trained_tokens = 0;
+  };
+  std::vector<Partial> parts(W);
+  run_workers(W, [&](int w) {
+    TrainGraph& graph = *graphs_[w];
+    Partial& p = parts[w];
+    for (int m = w; m < M; m += W) {
+      const MicroBatch& mb = micro_[m];
+      const size_t off = mb.row_offset;
+      const int N = mb.B * mb.T;
+      graph.forward(tokens_.data() + off, mb.B, mb.T, fwd);
+      float* logits = graph.logits();  // [N, V], becomes dlogits below
+      const float* old = old_logp ? old_logp + off : old_logp_.data() + off;
+      // On-policy (mu = 1): the old policy is this very forward; its detached log-probs make
+      // the ratio 1 up to the float rounding of the stored value (~1e-7).
+      if (!old_logp)
+        log_prob_of_targets(logits, targets_.data() + off, old_logp_.data() + off, N, V);
+      GrpoBatch batch;
+      batch.N = N;
+      batch.V = V;
+      // Global sequence indices and count: grpo's 1/(S·c_s) and dr_grpo's 1/(S·L) weights are
+      // then already those of the full batch, so the micro-batch gradients simply add up.
+      batch.num_sequences = num_sequences_;
+      batch.targets = targets_.data() + off;
+      batch.mask = mask_.data() + off;
+      batch.sequence = sequence_.data() + off;
+      batch.old_logp = old;
+      batch.ref_logp = reference_ ? ref_logp_.data() + off : nullptr;
+      batch.advantages = advantages_.data();
+      GrpoLossStats ls = grpo_loss_forward_backward(opt_.loss, batch, logits, logits);
+      if (opt_.loss.mode == GrpoMode::kDapo) {
+        // DAPO divides by the micro-batch's counted tokens; the full batch by all of them.
+        const double scale = double(mb.counted) / double(std::max<int64_t>(counted_tokens_, 1));
+        simd::scale(logits, int64_t(N) * V, static_cast<float>(scale));
+        ls.loss *= scale;
+      }
+      graph.backward(logits, {});
+      p.loss += ls.loss;
+      const double weight = double(ls.counted_tokens);
+      p.trained_tokens += ls.counted_tokens;
+      p.kl += ls.mean_kl * weight;
+      p.entropy += ls.mean_entropy * weight;
+      p.ratio += ls.mean_ratio * weight;
+      p.low += std::llround(ls.clip_low_fraction * weight);
+      p.high += std::llround(ls.clip_high_fraction * weight);
+    }
+  });
+  std::vector<float>& grads = policy_.grads();
+  for (int w = 1; w < W; ++w) {
+    const std::vector<float>& g = replicas_[w - 1]->grads();
+    simd::axpy(1.0f, g.data(), grads.data(), int64_t(grads.size()));
+  }
   GrpoUpdateStats u;
   int64_t low = 0, high = 0, trained_tokens = 0;
-  for (const MicroBatch& mb : micro_) {
-    const size_t off = mb.row_offset;
-    const int N = mb.B * mb.T;
-    graph_->forward(tokens_.data() + off, mb.B, mb.T, fwd);
-    float* logits = graph_->logits();  // [N, V], becomes dlogits below
-    const float* old = old_logp ? old_logp + off : old_logp_.data() + off;
-    // On-policy (mu = 1): the old policy is this very forward; its detached log-probs make the
-    // ratio 1 up to the float rounding of the stored value (~1e-7).
-    if (!old_logp) log_prob_of_targets(logits, targets_.data() + off, old_logp_.data() + off, N, V);
-    GrpoBatch batch;
-    batch.N = N;
-    batch.V = V;
-    // Global sequence indices and count: grpo's 1/(S·c_s) and dr_grpo's 1/(S·L) weights are
-    // then already those of the full batch, so the micro-batch gradients simply add up.
-    batch.num_sequences = num_sequences_;
-    batch.targets = targets_.data() + off;
-    batch.mask = mask_.data() + off;
-    batch.sequence = sequence_.data() + off;
-    batch.old_logp = old;
-    batch.ref_logp = reference_ ? ref_logp_.data() + off : nullptr;
-    batch.advantages = advantages_.data();
-    GrpoLossStats ls = grpo_loss_forward_backward(opt_.loss, batch, logits, logits);
-    if (opt_.loss.mode == GrpoMode::kDapo) {
-      // DAPO divides by the micro-batch's counted tokens; the full batch divides by all of them.
-      const double scale = double(mb.counted) / double(std::max<int64_t>(counted_tokens_, 1));
-      simd::scale(logits, int64_t(N) * V, static_cast<float>(scale));
-      ls.loss *= scale;
-    }
-    graph_->backward(logits, {});
-    u.loss += ls.loss;
-    const double w = double(ls.counted_tokens);
-    trained_tokens += ls.counted_tokens;
-    u.kl += ls.mean_kl * w;
-    u.entropy += ls.mean_entropy * w;
-    u.ratio += ls.mean_ratio * w;
-    low += std::llround(ls.clip_low_fraction * w);
-    high += std::llround(ls.clip_high_fraction * w);
+  for (const Partial& p : parts) {
+    u.loss += p.loss;
+    u.kl += p.kl;
+    u.entropy += p.entropy;
+    u.ratio += p.ratio;
+    low += p.low;
+    high += p.high;
+    trained_tokens += p.trained_tokens;
   }
   // Diagnostics are means over the tokens that went through the update.
   const double inv = 1.0 / double(std::max<int64_t>(trained_tokens, 1));

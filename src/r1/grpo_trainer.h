@@ -46,7 +46,14 @@ struct GrpoOptions {
   float temperature = 1.0f;
   rl::RewardWeights rewards;
   PolicyFormat format;
-  int micro_batch = 0;  // sequences per update forward; 0 = all of the step's sequences
+  // Sequences per update forward (length-sorted, so small micro-batches waste little padding);
+  // 0 = all of the step's sequences, split evenly between the workers.
+  int micro_batch = 0;
+  // Data-parallel replicas, one per core: the rollout's prompts and the update's micro-batches
+  // are split between them and their gradients summed, with single-threaded kernels inside
+  // each. The sampled tokens do not depend on it; the gradient differs only by float summation
+  // order (and is the same from run to run for a given count).
+  int workers = 1;
   uint64_t seed = 1234;
   int threads = 0;  // OpenMP/BLAS threads set by run_grpo; 0 = leave as is
   int log_every = 1;
@@ -149,8 +156,12 @@ class GrpoTrainer {
   std::vector<int32_t> stop_tokens_;
   int64_t step_ = 0;
 
-  std::unique_ptr<InferenceSession> session_;
-  std::unique_ptr<TrainGraph> graph_;
+  // The update's worker w works on replicas_[w - 1] (params copied from the policy each
+  // update) with graphs_[w]; worker 0 on the policy with graphs_[0]. sessions_[w]: rollout.
+  std::vector<std::unique_ptr<InferenceSession>> sessions_;
+  std::vector<std::unique_ptr<Model>> replicas_;
+  std::vector<std::unique_ptr<TrainGraph>> graphs_;
+  TrainGraph* graph_ = nullptr;  // graphs_[0]
   std::unique_ptr<Model> reference_;
   std::unique_ptr<TrainGraph> reference_graph_;
   AdamW optimizer_;

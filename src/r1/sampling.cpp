@@ -92,6 +92,7 @@ std::vector<AcceptedSample> rejection_sample(const Model& model, const Tokenizer
   gen.seed = options.seed;
   gen.format = options.format;
   gen.max_batch = options.max_batch;
+  gen.workers = options.workers;
   const std::vector<ProblemResponses> responses =
       generate_responses(model, tokenizer, problems, gen);
   const double generation_seconds =

@@ -25,7 +25,8 @@ struct SampleOptions {
   bool require_format = true;    // rl::format_reward == 1
   bool require_language = true;  // rl::language_reward == 1 (no mixing in the reasoning)
   int max_per_problem = 1;       // distinct accepted responses kept per problem
-  int max_batch = 512;           // sequences in flight
+  int max_batch = 512;           // sequences in flight (per worker)
+  int workers = 1;               // data-parallel generation (GenerateOptions::workers)
 };
 
 struct AcceptedSample {

@@ -9,6 +9,7 @@
 #include "core/check.h"
 #include "core/file_io.h"
 #include "core/safetensors.h"
+#include "core/workers.h"
 #include "tokenizer/tokenizer.h"
 
 namespace seekr {
@@ -321,8 +322,11 @@ GenerationOutput generate(const Model& model, InferenceSession& session,
   return d.run(requests);
 }
 
-GenerationOutput generate(const Model& model, const std::vector<GenerationRequest>& requests,
-                          const GenerateOptions& options) {
+namespace {
+
+GenerationOutput generate_one_session(const Model& model,
+                                      const std::vector<GenerationRequest>& requests,
+                                      const GenerateOptions& options) {
   int total = 0;
   size_t longest = 1;
   for (const auto& r : requests) {
@@ -339,6 +343,50 @@ GenerationOutput generate(const Model& model, const std::vector<GenerationReques
   if (options.max_batch > 0) slots = std::min(slots, options.max_batch);
   InferenceSession session(model, slots, max_len, options.attention);
   return generate(model, session, requests, options);
+}
+
+}  // namespace
+
+GenerationOutput generate(const Model& model, const std::vector<GenerationRequest>& requests,
+                          const GenerateOptions& options) {
+  SEEKR_REQUIRE(options.workers >= 1, "generate: workers must be >= 1 (got ", options.workers, ")");
+  const int W = std::min<int>(options.workers, static_cast<int>(requests.size()));
+  if (W <= 1) return generate_one_session(model, requests, options);
+  SEEKR_REQUIRE(!options.on_text, "generate: streaming (on_text) needs workers = 1");
+  // Contiguous shares of about total / W sequences each: results stay request-major.
+  int64_t total = 0;
+  for (const auto& r : requests) total += std::max(r.n, 0);
+  std::vector<size_t> cut(size_t(W) + 1, requests.size());
+  cut[0] = 0;
+  int64_t seen = 0;
+  int share = 1;
+  for (size_t i = 0; i < requests.size() && share < W; ++i) {
+    seen += std::max(requests[i].n, 0);
+    if (seen * W >= total * share) cut[size_t(share++)] = i + 1;
+  }
+  std::vector<GenerationOutput> parts(static_cast<size_t>(W));
+  run_workers(W, [&](int w) {
+    const size_t first = cut[size_t(w)], last = std::max(first, cut[size_t(w) + 1]);
+    if (first == last) return;
+    const std::vector<GenerationRequest> mine(requests.begin() + first, requests.begin() + last);
+    parts[size_t(w)] = generate_one_session(model, mine, options);
+  });
+  GenerationOutput out;
+  for (GenerationOutput& p : parts) {
+    for (GenerationResult& r : p.results) out.results.push_back(std::move(r));
+    GenerationStats& a = out.stats;
+    const GenerationStats& b = p.stats;
+    a.prompt_tokens += b.prompt_tokens;
+    a.generated_tokens += b.generated_tokens;
+    a.decode_tokens += b.decode_tokens;
+    a.decode_steps = std::max(a.decode_steps, b.decode_steps);
+    a.prefill_calls += b.prefill_calls;
+    a.prefill_seconds = std::max(a.prefill_seconds, b.prefill_seconds);
+    a.decode_seconds = std::max(a.decode_seconds, b.decode_seconds);
+    a.cache_bytes_per_token = std::max(a.cache_bytes_per_token, b.cache_bytes_per_token);
+    a.max_batch += b.max_batch;
+  }
+  return out;
 }
 
 std::string chat_prompt(const Tokenizer& tokenizer, std::string_view user_message) {

@@ -86,6 +86,11 @@ struct GenerateOptions {
   int max_len = 0;
   // Cap on the tokens of one prefill call (prompts are never split; one prompt always fits).
   int max_prefill_tokens = 8192;
+  // Sessionless generate() only: the requests are split into this many contiguous shares of
+  // about equal sequence counts, each generated in its own session on its own core
+  // (core/workers.h). Every sequence depends only on its seed, so the tokens are the same for
+  // any count; max_batch applies per worker; stats seconds are the slowest worker's.
+  int workers = 1;
   // Called with each new piece of a sequence's final text, in order (result index, bytes).
   // Text is held back while it could still begin a stop string or ends inside a UTF-8
   // character, so the pieces never include stop strings.

@@ -14,6 +14,7 @@
 #include "core/check.h"
 #include "core/file_io.h"
 #include "core/rng.h"
+#include "core/workers.h"
 #include "kernels/ops.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -195,25 +196,45 @@ SftTrainer::SftTrainer(Model& model, const SftOptions& options)
     : model_(model),
       options_(options),
       optimizer_(param_segments(model.layout()), model.params().size(),
-                 AdamWConfig{.weight_decay = options.weight_decay}),
-      graph_(std::make_unique<TrainGraph>(model)) {}
+                 AdamWConfig{.weight_decay = options.weight_decay}) {
+  SEEKR_REQUIRE(options.workers >= 1, "--workers must be >= 1; got ", options.workers);
+  workers_.resize(size_t(options.workers));
+  workers_[0].graph = std::make_unique<TrainGraph>(model);
+  for (int w = 1; w < options.workers; ++w) {
+    replicas_.push_back(std::make_unique<Model>(model.config()));
+    workers_[size_t(w)].graph = std::make_unique<TrainGraph>(*replicas_.back());
+  }
+}
 
 SftTrainer::~SftTrainer() = default;
 
-int64_t SftTrainer::fill_targets(const SftBatch& batch, int k) {
-  const int B = batch.B, T = batch.T, Tk = T - k;
+namespace {
+
+// Targets of rows [b0, b1) for module k (k = 0: the main head) into out ([b1-b0, T-k]); -1
+// where not counted. Row (b, i) of module k predicts token i + k + 1. Returns counted targets.
+int64_t fill_targets(const SftBatch& batch, int k, int b0, int b1, std::vector<int32_t>& out) {
+  const int T = batch.T, Tk = T - k;
   const size_t width = size_t(T) + 1;
-  targets_.resize(size_t(B) * Tk);
+  out.resize(size_t(b1 - b0) * Tk);
   int64_t counted = 0;
-  for (int b = 0; b < B; ++b)
+  for (int b = b0; b < b1; ++b)
     for (int i = 0; i < Tk; ++i) {
-      const size_t src = b * width + i + k + 1;  // row (b, i) of module k predicts i + k + 1
+      const size_t src = b * width + i + k + 1;
       const bool counts = batch.mask[src] != 0;
-      targets_[size_t(b) * Tk + i] = counts ? batch.tokens[src] : -1;
+      out[size_t(b - b0) * Tk + i] = counts ? batch.tokens[src] : -1;
       counted += counts;
     }
   return counted;
 }
+
+void fill_inputs(const SftBatch& batch, int b0, int b1, std::vector<int32_t>& out) {
+  const int T = batch.T;
+  out.resize(size_t(b1 - b0) * T);
+  for (int b = b0; b < b1; ++b)
+    std::copy_n(batch.tokens.begin() + b * (size_t(T) + 1), T, out.begin() + size_t(b - b0) * T);
+}
+
+}  // namespace
 
 SftStepStats SftTrainer::compute_gradients(const SftBatch& batch) {
   const ModelConfig& c = model_.config();
@@ -221,39 +242,75 @@ SftStepStats SftTrainer::compute_gradients(const SftBatch& batch) {
   const bool run_mtp = D > 0 && options_.mtp_lambda > 0;
   SEEKR_CHECK(B > 0 && T > (run_mtp ? D : 0));
   SEEKR_CHECK(batch.tokens.size() == size_t(B) * (T + 1) && batch.mask.size() == batch.tokens.size());
-  TrainOptions topt;
-  topt.balance_alpha = static_cast<float>(options_.balance_alpha);
-  topt.mtp = run_mtp;
+  const int W = std::min<int>(static_cast<int>(workers_.size()), B);
+
+  // Every loss is normalised by the whole batch's counts, so the workers' gradients add up.
+  std::vector<int64_t> counted(size_t(run_mtp ? D : 0) + 1);
+  for (size_t k = 0; k < counted.size(); ++k)
+    counted[k] = fill_targets(batch, int(k), 0, B, workers_[0].targets);
 
   model_.zero_grads();
-  inputs_.resize(size_t(B) * T);
-  for (int b = 0; b < B; ++b)
-    std::copy_n(batch.tokens.begin() + b * (size_t(T) + 1), T, inputs_.begin() + size_t(b) * T);
-  graph_->forward(inputs_.data(), B, T, topt);
+  for (int w = 1; w < W; ++w) {  // same-size assignments: the replica's views stay valid
+    Model& r = *replicas_[size_t(w) - 1];
+    r.params() = model_.params();
+    r.buffers() = model_.buffers();
+    r.zero_grads();
+  }
+  std::vector<SftStepStats> parts(static_cast<size_t>(W));
+  run_workers(W, [&](int w) {
+    const int b0 = int(int64_t(B) * w / W), b1 = int(int64_t(B) * (w + 1) / W), Bw = b1 - b0;
+    Worker& wk = workers_[size_t(w)];
+    SftStepStats& s = parts[size_t(w)];
+    TrainOptions topt;
+    // The sequence-wise balance loss averages over the graph's rows: weighted by this worker's
+    // share of the batch it sums to the whole batch's.
+    topt.balance_alpha = static_cast<float>(options_.balance_alpha * Bw / B);
+    topt.mtp = run_mtp;
+    fill_inputs(batch, b0, b1, wk.inputs);
+    wk.graph->forward(wk.inputs.data(), Bw, T, topt);
+
+    fill_targets(batch, 0, b0, b1, wk.targets);
+    float* logits = wk.graph->logits();  // [Bw*T, V], overwritten by its gradient
+    const double scale = counted[0] > 0 ? 1.0 / double(counted[0]) : 0.0;
+    s.loss = cross_entropy_forward_backward(logits, wk.targets.data(), logits, Bw * T, V,
+                                            static_cast<float>(scale)) *
+             scale;
+    wk.dmtp.assign(D, nullptr);
+    if (run_mtp) {
+      const double weight = options_.mtp_lambda / D;
+      for (int k = 1; k <= D; ++k) {
+        fill_targets(batch, k, b0, b1, wk.targets);
+        SEEKR_CHECK(wk.graph->mtp_rows(k) == Bw * (T - k));
+        float* lk = wk.graph->mtp_logits(k);  // [Bw*(T-k), V]
+        const double scale_k = counted[size_t(k)] > 0 ? weight / double(counted[size_t(k)]) : 0.0;
+        s.mtp += cross_entropy_forward_backward(lk, wk.targets.data(), lk, Bw * (T - k), V,
+                                                static_cast<float>(scale_k)) *
+                 scale_k;
+        wk.dmtp[k - 1] = lk;
+      }
+    }
+    s.balance = wk.graph->balance_loss();
+    wk.graph->backward(logits, wk.dmtp);
+  });
 
   SftStepStats s;
-  s.counted = fill_targets(batch, 0);
-  float* logits = graph_->logits();  // [B*T, V], overwritten by its gradient
-  const double scale = s.counted > 0 ? 1.0 / double(s.counted) : 0.0;
-  s.loss = cross_entropy_forward_backward(logits, targets_.data(), logits, B * T, V,
-                                          static_cast<float>(scale)) *
-           scale;
-  dmtp_.assign(D, nullptr);
-  if (run_mtp) {
-    const double w = options_.mtp_lambda / D;
-    for (int k = 1; k <= D; ++k) {
-      const int64_t counted_k = fill_targets(batch, k);
-      SEEKR_CHECK(graph_->mtp_rows(k) == B * (T - k));
-      float* lk = graph_->mtp_logits(k);  // [B*(T-k), V]
-      const double scale_k = counted_k > 0 ? w / double(counted_k) : 0.0;
-      s.mtp += cross_entropy_forward_backward(lk, targets_.data(), lk, B * (T - k), V,
-                                              static_cast<float>(scale_k)) *
-               scale_k;
-      dmtp_[k - 1] = lk;
+  s.counted = counted[0];
+  std::vector<float>& grads = model_.grads();
+  for (int w = 0; w < W; ++w) {
+    s.loss += parts[size_t(w)].loss;
+    s.mtp += parts[size_t(w)].mtp;
+    s.balance += parts[size_t(w)].balance;
+    if (w > 0) {
+      const std::vector<float>& g = replicas_[size_t(w) - 1]->grads();
+      for (size_t i = 0; i < grads.size(); ++i) grads[i] += g[i];
     }
   }
-  s.balance = graph_->balance_loss();
-  graph_->backward(logits, dmtp_);
+  load_ = workers_[0].graph->expert_load();
+  for (int w = 1; w < W; ++w) {
+    const auto& l = workers_[size_t(w)].graph->expert_load();
+    for (size_t i = 0; i < load_.size(); ++i)
+      for (size_t e = 0; e < load_[i].size(); ++e) load_[i][e] += l[i][e];
+  }
   return s;
 }
 
@@ -267,22 +324,21 @@ SftStepStats SftTrainer::step(const SftBatch& batch, double lr) {
                 " (try a lower --lr)");
   optimizer_.step(model_.params().data(), grads.data(), lr);
   if (options_.bias_gamma > 0)
-    model_.update_correction_bias(graph_->expert_load(), static_cast<float>(options_.bias_gamma));
+    model_.update_correction_bias(load_, static_cast<float>(options_.bias_gamma));
   return s;
 }
 
 double SftTrainer::eval_sum(const SftBatch& batch, int64_t* counted) {
   const int B = batch.B, T = batch.T;
-  inputs_.resize(size_t(B) * T);
-  for (int b = 0; b < B; ++b)
-    std::copy_n(batch.tokens.begin() + b * (size_t(T) + 1), T, inputs_.begin() + size_t(b) * T);
+  Worker& wk = workers_[0];
+  fill_inputs(batch, 0, B, wk.inputs);
   TrainOptions topt;
   topt.balance_alpha = 0.0f;
   topt.mtp = false;
-  graph_->forward(inputs_.data(), B, T, topt);
-  *counted += fill_targets(batch, 0);
-  float* logits = graph_->logits();  // [B*T, V]
-  return cross_entropy_forward_backward(logits, targets_.data(), logits, B * T,
+  wk.graph->forward(wk.inputs.data(), B, T, topt);
+  *counted += fill_targets(batch, 0, 0, B, wk.targets);
+  float* logits = wk.graph->logits();  // [B*T, V]
+  return cross_entropy_forward_backward(logits, wk.targets.data(), logits, B * T,
                                         model_.config().vocab_size, 0.0f);
 }
 
@@ -302,6 +358,7 @@ void SftOptions::validate() const {
   SEEKR_REQUIRE(mtp_lambda >= 0, "mtp_lambda must be >= 0");
   SEEKR_REQUIRE(balance_alpha >= 0, "balance_alpha must be >= 0");
   SEEKR_REQUIRE(bias_gamma >= 0, "bias_gamma must be >= 0");
+  SEEKR_REQUIRE(workers >= 1, "--workers must be >= 1; got ", workers);
   SEEKR_REQUIRE(threads >= 0, "--threads must be >= 0");
   SEEKR_REQUIRE(max_seconds >= 0, "--max-seconds must be >= 0");
   SEEKR_REQUIRE(log_every >= 1, "log_every must be at least 1");

@@ -68,6 +68,10 @@ struct SftOptions {
   double bias_gamma = 1e-3;      // aux-loss-free correction-bias update speed (0: off)
   uint64_t seed = 1234;          // example order (reshuffled every epoch)
   int threads = 0;               // OpenMP/BLAS threads; 0: leave the current setting
+  // Data-parallel workers (core/workers.h): each step's rows are split between this many
+  // replicas, each single-threaded on its own core, and the gradients summed: the same
+  // gradient up to float summation order (the same from run to run for a given count).
+  int workers = 1;
   double max_seconds = 0;        // > 0: stop after the step that reaches this wall time
   int log_every = 1;             // progress line and metrics record every N steps
   bool progress = true;          // progress line on stderr
@@ -120,16 +124,20 @@ class SftTrainer {
   AdamW& optimizer() { return optimizer_; }
 
  private:
-  // inputs_/targets_ from the batch; module k's targets when k >= 1. Returns counted targets.
-  int64_t fill_targets(const SftBatch& batch, int k);
+  // One data-parallel worker: worker 0 runs on model_, worker w > 0 on replicas_[w - 1].
+  struct Worker {
+    std::unique_ptr<TrainGraph> graph;
+    std::vector<int32_t> inputs;   // [Bw, T]
+    std::vector<int32_t> targets;  // [Bw, T] main, or [Bw, T−k] for module k; −1: not counted
+    std::vector<float*> dmtp;
+  };
 
   Model& model_;
   SftOptions options_;
   AdamW optimizer_;
-  std::unique_ptr<TrainGraph> graph_;
-  std::vector<int32_t> inputs_;   // [B, T]
-  std::vector<int32_t> targets_;  // [B, T] main, or [B, T−k] for module k; −1: not counted
-  std::vector<float*> dmtp_;
+  std::vector<std::unique_ptr<Model>> replicas_;
+  std::vector<Worker> workers_;
+  std::vector<std::vector<int64_t>> load_;  // expert loads summed over the workers
 };
 
 struct SftStepRecord {
