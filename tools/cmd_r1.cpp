@@ -32,19 +32,22 @@ additions, English and Chinese), starting from nothing:
 Each stage writes RUN_DIR/stages/NAME/ (model/, done.json); re-running skips finished
 stages, so an interrupted run resumes at the last finished stage. At the end:
 RUN_DIR/report.md, RUN_DIR/summary.json, RUN_DIR/plots/*.png, RUN_DIR/metrics.jsonl.
-The same seed and thread count give the same numbers (times aside).
+The same seed, thread and worker counts give the same numbers (times aside).
 
 options:
   --preset P          quick (default; at most 15 minutes on 2 cores) | full (longer)
   --out DIR           run directory (default runs/r1)
   --seed S            (default 1)
-  --threads N         OpenMP/BLAS threads (default 1)
+  --threads N         OpenMP/BLAS threads inside each worker (default 1)
+  --workers N         data-parallel workers for generation and RL updates, one per core
+                      (default 2)
   --stop-after STAGE  stop once STAGE is done
   --r1zero-steps N    override the preset's R1-Zero steps (also --base-steps N,
                       --pretrain-batch B)
   --teacher-config F  a config.json for the teacher instead of the built-in one (its
                       vocab_size is replaced by the trained tokenizer's); --student-config F
-  --mix NAME          the task mix of every stage (default add; see seekr tasks --help)
+  --mix NAME          the task mix of every stage (default: the preset's, add2; see
+                      seekr tasks --help)
 )";
 
 int run_r1_command(int argc, char** argv) {
@@ -55,6 +58,7 @@ int run_r1_command(int argc, char** argv) {
   opt.run_dir = args.str("out", "runs/r1");
   opt.config.seed = static_cast<uint64_t>(args.i64("seed", 1));
   opt.config.threads = static_cast<int>(args.i64("threads", 1));
+  opt.config.workers = static_cast<int>(args.i64("workers", opt.config.workers));
   opt.config.r1zero_steps = args.i64("r1zero-steps", opt.config.r1zero_steps);
   opt.config.base_steps = args.i64("base-steps", opt.config.base_steps);
   opt.config.mix = args.str("mix", opt.config.mix);
@@ -69,6 +73,7 @@ int run_r1_command(int argc, char** argv) {
     SEEKR_REQUIRE(known, "--stop-after: unknown stage '", opt.stop_after, "'");
   }
   SEEKR_REQUIRE(opt.config.threads >= 1, "--threads must be at least 1");
+  SEEKR_REQUIRE(opt.config.workers >= 1, "--workers must be at least 1");
   r1::run_r1(opt);
   std::printf("report: %s/report.md\n", opt.run_dir.c_str());
   return 0;

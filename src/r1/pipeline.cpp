@@ -37,6 +37,7 @@ json R1Config::to_json() const {
           {"student_config", student_config.empty() ? json(nullptr) : json::parse(student_config)},
           {"seed", seed},
           {"threads", threads},
+          {"workers", workers},
           {"mix", mix},
           {"corpus_docs", corpus_docs},
           {"reasoning_share", reasoning_share},
@@ -294,6 +295,7 @@ json Pipeline::evaluate_model(const Model& m, const std::string& stage, bool for
   eo.seed = seed_for(stage) + (forced ? 17 : 0);
   eo.force_reasoning = forced;
   eo.format = format();
+  eo.workers = c_.workers;
   EvalReport r = evaluate(m, *tokenizer_, eval_set_, eo);
   std::fprintf(stderr, "[%s] held-out%s: pass@1 %.1f%% (lenient %.1f%%), greedy %.1f%%, "
                "reasons first %.1f%%, mixed %.1f%%, %.0f tok/s\n",
@@ -333,6 +335,7 @@ json Pipeline::pretrain(const std::string& stage, const char* config_json,
   so.weight_decay = 0.1;
   so.seed = seed_for(stage);
   so.threads = c_.threads;
+  so.workers = c_.workers;
   so.log_every = 5;
   SftSummary s = run_sft(*model, docs, nullptr, so, &log_, stage);
   save_model(stage, *model);
@@ -366,6 +369,7 @@ json Pipeline::sft(const std::string& stage, const std::string& from,
   so.bias_gamma = 0;
   so.seed = seed_for(stage);
   so.threads = c_.threads;
+  so.workers = c_.workers;
   so.max_seconds = max_seconds;
   so.log_every = 5;
   SftSummary s = run_sft(*model, ex, nullptr, so, &log_, stage);
@@ -400,6 +404,8 @@ json Pipeline::grpo(const std::string& stage, const std::string& from, int64_t s
   go.format = format();
   go.seed = seed_for(stage);
   go.threads = c_.threads;
+  go.workers = c_.workers;
+  go.micro_batch = 8;  // length-sorted: little padding (measured 1.9x faster than one batch)
   rl::ProblemSampler sampler(rl::named_mix(c_.mix), rl::Split::Train, seed_for(stage));
   // Held-out accuracy along the way (a quarter of the eval set, one sample each), for the
   // R1-Zero figure; its time is not counted in the stage's RL time.
@@ -416,6 +422,7 @@ json Pipeline::grpo(const std::string& stage, const std::string& from, int64_t s
     eo.max_new_tokens = c_.max_new_tokens;
     eo.seed = seed_for(stage) + step;
     eo.format = format();
+    eo.workers = c_.workers;
     EvalReport r = evaluate(*model, *tokenizer_, probe, eo);
     curve.push_back({{"step", step},
                      {"pass1_strict", r.all.pass1_strict.mean},
@@ -489,6 +496,7 @@ json Pipeline::run_stage(const std::string& s) {
     so.max_new_tokens = c_.max_new_tokens;
     so.seed = seed_for(s);
     so.format = format();
+    so.workers = c_.workers;
     SampleReport rep;
     const auto problems = rl::make_split(rl::named_mix(c_.mix), rl::Split::Train,
                                          c_.rejection_problems, seed_for(s));
@@ -520,6 +528,7 @@ json Pipeline::run_stage(const std::string& s) {
     so.max_new_tokens = c_.max_new_tokens;
     so.seed = seed_for(s);
     so.format = format();
+    so.workers = c_.workers;
     SampleReport rep;
     const auto problems = rl::make_split(rl::named_mix(c_.mix), rl::Split::Train,
                                          c_.rejection_problems, seed_for(s));

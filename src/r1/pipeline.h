@@ -23,6 +23,9 @@ struct R1Config {
   std::string preset = "quick";
   uint64_t seed = 1;
   int threads = 1;
+  // Data-parallel workers (core/workers.h) for every generation (RL rollouts, evaluations,
+  // rejection sampling) and for the RL updates: 2 uses both cores of the development machine.
+  int workers = 2;
 
   // Model configs (HF config.json text); empty: the built-in teacher and student.
   std::string teacher_config, student_config;
