@@ -16,6 +16,7 @@
 #include "core/rng.h"
 #include "core/workers.h"
 #include "kernels/ops.h"
+#include "kernels/simd.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "train/metrics.h"
@@ -302,7 +303,7 @@ SftStepStats SftTrainer::compute_gradients(const SftBatch& batch) {
     s.balance += parts[size_t(w)].balance;
     if (w > 0) {
       const std::vector<float>& g = replicas_[size_t(w) - 1]->grads();
-      for (size_t i = 0; i < grads.size(); ++i) grads[i] += g[i];
+      simd::axpy(1.0f, g.data(), grads.data(), int64_t(grads.size()));
     }
   }
   load_ = workers_[0].graph->expert_load();
