@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "core/check.h"
+#include "core/dtype.h"
 #include "core/file_io.h"
 #include "core/rng.h"
 #include "core/safetensors.h"
@@ -119,6 +120,60 @@ TEST(AdamW, FirstStepByHand) {
     const double sign = i % 2 ? -1.0 : 1.0;
     EXPECT_NEAR(p[i], 1.0 - lr * sign, 1e-6) << i;  // no decay on this segment
   }
+}
+
+TEST(AdamW, Bf16MomentsRoundEveryUpdate) {
+  // The BF16 variant must be the FP32 update with both moments rounded to BF16 (RNE) after
+  // every step: replay that by hand on one element per segment and compare bit for bit.
+  AdamWConfig cfg;
+  cfg.bf16_moments = true;
+  AdamW opt(two_segments(), 16, cfg);
+  EXPECT_DEATH(opt.exp_avg(), "FP32 moments");
+  Rng rng(7);
+  std::vector<float> p(16), g(16);
+  for (auto& x : p) x = static_cast<float>(rng.uniform() - 0.5);
+  std::vector<float> want_p = p;
+  std::vector<float> m(16, 0.0f), v(16, 0.0f);
+  const double lr = 3e-3;
+  for (int step = 1; step <= 20; ++step) {
+    for (auto& x : g) x = static_cast<float>(rng.uniform() - 0.5) * 0.01f;
+    opt.step(p.data(), g.data(), lr);
+    const double bc1 = 1.0 - std::pow(0.9, step), bc2 = 1.0 - std::pow(0.95, step);
+    for (int i : {0, 5, 8, 11}) {
+      const float mul = i < 6 ? static_cast<float>(1.0 - lr * cfg.weight_decay) : 1.0f;
+      const float mi = m[i] * 0.9f + static_cast<float>(1.0 - 0.9) * g[i];
+      const float vi = v[i] * 0.95f + static_cast<float>(1.0 - 0.95) * g[i] * g[i];
+      const float denom = std::sqrt(vi) / static_cast<float>(std::sqrt(bc2)) + 1e-8f;
+      want_p[i] = want_p[i] * mul + static_cast<float>(-(lr / bc1)) * (mi / denom);
+      m[i] = bf16_to_f32(f32_to_bf16(mi));
+      v[i] = bf16_to_f32(f32_to_bf16(vi));
+      ASSERT_EQ(opt.exp_avg_at(i), m[i]) << "step " << step << " i " << i;
+      ASSERT_EQ(opt.exp_avg_sq_at(i), v[i]) << "step " << step << " i " << i;
+      ASSERT_NEAR(p[i], want_p[i], 1e-7f * (1 + std::fabs(want_p[i]))) << step << " " << i;
+    }
+  }
+  // Saved as BF16 tensors; an FP32-moment optimizer restores them exactly (BF16 widens
+  // exactly), and a BF16 one restores them bit for bit.
+  auto dir = fs::temp_directory_path() / ("seekr_bf16_moments_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const std::string path = (dir / "opt.safetensors").string();
+  {
+    SafetensorsWriter w;
+    opt.add_to(w);
+    w.write(path);
+  }
+  const TensorSource src = TensorSource::open(path);
+  EXPECT_EQ(src.find("exp_avg.w")->dtype, DType::BF16);
+  AdamW f32(two_segments(), 16, AdamWConfig{});
+  f32.load(src);
+  AdamW bf(two_segments(), 16, cfg);
+  bf.load(src);
+  for (int i : {0, 1, 2, 3, 4, 5, 8, 9, 10, 11}) {
+    EXPECT_EQ(f32.exp_avg()[i], opt.exp_avg_at(i));
+    EXPECT_EQ(bf.exp_avg_sq_at(i), opt.exp_avg_sq_at(i));
+  }
+  EXPECT_EQ(bf.steps(), 20);
+  fs::remove_all(dir);
 }
 
 TEST(AdamW, AgreesWithDoubleFormulaOverManySteps) {

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/check.h"
+#include "core/dtype.h"
 #include "core/safetensors.h"
 #include "model/weights.h"
 
@@ -30,8 +31,14 @@ std::vector<ParamSegment> param_segments(const ModelLayout& layout) {
 AdamW::AdamW(std::vector<ParamSegment> segments, size_t total, const AdamWConfig& config)
     : segments_(std::move(segments)),
       config_(config),
-      exp_avg_(total, 0.0f),
-      exp_avg_sq_(total, 0.0f) {
+      total_(total) {
+  if (config_.bf16_moments) {
+    exp_avg_bf16_.assign(total, 0);
+    exp_avg_sq_bf16_.assign(total, 0);
+  } else {
+    exp_avg_.assign(total, 0.0f);
+    exp_avg_sq_.assign(total, 0.0f);
+  }
   std::vector<std::pair<size_t, size_t>> ranges;
   for (const auto& s : segments_) {
     SEEKR_CHECK(s.offset + s.numel <= total, s.name, " exceeds the block");
@@ -65,45 +72,95 @@ void AdamW::step(float* params, const float* grads, double lr) {
     for (size_t b = s.offset; b < s.offset + s.numel; b += kChunk)
       work.push_back({b, std::min(b + kChunk, s.offset + s.numel), s.decay ? decay_mul : 1.0f});
 
+  // Purely elementwise: the result does not depend on the thread count. The BF16 variant
+  // widens, updates in FP32 exactly as above, and rounds the moments back (RNE).
+  auto update = [&](size_t i, float mw, float vw, float& mi, float& vi, float mul) {
+    const float g = grads[i];
+    const float p = params[i] * mul;
+    mi = mw * b1 + one_minus_b1 * g;
+    vi = vw * b2 + one_minus_b2 * g * g;
+    const float denom = std::sqrt(vi) / bc2_sqrt + eps;
+    params[i] = p + neg_step_size * (mi / denom);
+  };
+  if (config_.bf16_moments) {
+    uint16_t* m = exp_avg_bf16_.data();
+    uint16_t* v = exp_avg_sq_bf16_.data();
+#pragma omp parallel for schedule(static)
+    for (size_t w = 0; w < work.size(); ++w) {
+      const Work wk = work[w];
+      for (size_t i = wk.begin; i < wk.end; ++i) {
+        float mi, vi;
+        update(i, bf16_to_f32(m[i]), bf16_to_f32(v[i]), mi, vi, wk.mul);
+        m[i] = f32_to_bf16(mi);
+        v[i] = f32_to_bf16(vi);
+      }
+    }
+    return;
+  }
   float* m = exp_avg_.data();
   float* v = exp_avg_sq_.data();
-  // Purely elementwise: the result does not depend on the thread count.
 #pragma omp parallel for schedule(static)
   for (size_t w = 0; w < work.size(); ++w) {
     const Work wk = work[w];
 #pragma omp simd
-    for (size_t i = wk.begin; i < wk.end; ++i) {
-      const float g = grads[i];
-      const float p = params[i] * wk.mul;
-      const float mi = m[i] * b1 + one_minus_b1 * g;
-      const float vi = v[i] * b2 + one_minus_b2 * g * g;
-      m[i] = mi;
-      v[i] = vi;
-      const float denom = std::sqrt(vi) / bc2_sqrt + eps;
-      params[i] = p + neg_step_size * (mi / denom);
-    }
+    for (size_t i = wk.begin; i < wk.end; ++i) update(i, m[i], v[i], m[i], v[i], wk.mul);
   }
+}
+
+std::vector<float>& AdamW::exp_avg() {
+  SEEKR_CHECK(!config_.bf16_moments, "FP32 moments asked of a BF16-moment optimizer");
+  return exp_avg_;
+}
+std::vector<float>& AdamW::exp_avg_sq() {
+  SEEKR_CHECK(!config_.bf16_moments, "FP32 moments asked of a BF16-moment optimizer");
+  return exp_avg_sq_;
+}
+const std::vector<float>& AdamW::exp_avg() const {
+  return const_cast<AdamW*>(this)->exp_avg();
+}
+const std::vector<float>& AdamW::exp_avg_sq() const {
+  return const_cast<AdamW*>(this)->exp_avg_sq();
+}
+float AdamW::exp_avg_at(size_t i) const {
+  return config_.bf16_moments ? bf16_to_f32(exp_avg_bf16_[i]) : exp_avg_[i];
+}
+float AdamW::exp_avg_sq_at(size_t i) const {
+  return config_.bf16_moments ? bf16_to_f32(exp_avg_sq_bf16_[i]) : exp_avg_sq_[i];
 }
 
 void AdamW::add_to(SafetensorsWriter& out) const {
   for (const auto& s : segments_) {
-    out.add("exp_avg." + s.name, DType::F32, s.shape, exp_avg_.data() + s.offset);
-    out.add("exp_avg_sq." + s.name, DType::F32, s.shape, exp_avg_sq_.data() + s.offset);
+    if (config_.bf16_moments) {
+      out.add("exp_avg." + s.name, DType::BF16, s.shape, exp_avg_bf16_.data() + s.offset);
+      out.add("exp_avg_sq." + s.name, DType::BF16, s.shape, exp_avg_sq_bf16_.data() + s.offset);
+    } else {
+      out.add("exp_avg." + s.name, DType::F32, s.shape, exp_avg_.data() + s.offset);
+      out.add("exp_avg_sq." + s.name, DType::F32, s.shape, exp_avg_sq_.data() + s.offset);
+    }
   }
   out.add("step", DType::I64, {}, &steps_);
 }
 
 void AdamW::load(const TensorSource& src) {
-  auto restore = [&](const std::string& name, const ParamSegment& s, std::vector<float>& block) {
+  // Either storage loads from either saved type (F32 moments narrow to BF16 with RNE).
+  std::vector<float> tmp;
+  auto restore = [&](const std::string& name, const ParamSegment& s, std::vector<float>& f32,
+                     std::vector<uint16_t>& bf16) {
     const TensorView* t = src.find(name);
     SEEKR_REQUIRE(t, src.path(), ": optimizer state lacks tensor ", name);
     SEEKR_REQUIRE(t->shape == s.shape, src.path(), ": tensor ", name,
                   " has a shape different from the model's");
-    copy_to_f32(*t, block.data() + s.offset);
+    if (!config_.bf16_moments) {
+      copy_to_f32(*t, f32.data() + s.offset);
+      return;
+    }
+    tmp.resize(s.numel);
+    copy_to_f32(*t, tmp.data());
+    from_f32(DType::BF16, tmp.data(), bf16.data() + s.offset, s.numel);
   };
   for (const auto& s : segments_) {
-    restore("exp_avg." + s.name, s, exp_avg_);
-    restore("exp_avg_sq." + s.name, s, exp_avg_sq_);
+    restore("exp_avg." + s.name, s, exp_avg_, exp_avg_bf16_);
+    restore("exp_avg_sq." + s.name, s, exp_avg_sq_, exp_avg_sq_bf16_);
   }
   const TensorView* st = src.find("step");
   SEEKR_REQUIRE(st && st->dtype == DType::I64 && st->nbytes == sizeof(int64_t), src.path(),

@@ -22,6 +22,9 @@ struct AdamWConfig {
   double beta2 = 0.95;
   double eps = 1e-8;
   double weight_decay = 0.1;  // decoupled; applied only to segments with decay = true
+  // Keep both moments in BF16 (rounded to nearest even after every update, as the V3 recipe
+  // stores them); the update itself still runs in FP32. Saved as BF16 tensors.
+  bool bf16_moments = false;
 };
 
 // One trainable tensor inside the flat block.
@@ -48,11 +51,15 @@ class AdamW {
   int64_t steps() const { return steps_; }
   const AdamWConfig& config() const { return config_; }
   const std::vector<ParamSegment>& segments() const { return segments_; }
-  size_t total() const { return exp_avg_.size(); }
-  std::vector<float>& exp_avg() { return exp_avg_; }
-  std::vector<float>& exp_avg_sq() { return exp_avg_sq_; }
-  const std::vector<float>& exp_avg() const { return exp_avg_; }
-  const std::vector<float>& exp_avg_sq() const { return exp_avg_sq_; }
+  size_t total() const { return total_; }
+  // The FP32 moment blocks; only with bf16_moments off (checked).
+  std::vector<float>& exp_avg();
+  std::vector<float>& exp_avg_sq();
+  const std::vector<float>& exp_avg() const;
+  const std::vector<float>& exp_avg_sq() const;
+  // Moment i as a float, whichever the storage.
+  float exp_avg_at(size_t i) const;
+  float exp_avg_sq_at(size_t i) const;
 
   // Adds exp_avg.<name> and exp_avg_sq.<name> (F32) for every segment and `step` (I64 scalar).
   // The optimizer must outlive out's write.
@@ -63,7 +70,9 @@ class AdamW {
  private:
   std::vector<ParamSegment> segments_;
   AdamWConfig config_;
-  std::vector<float> exp_avg_, exp_avg_sq_;
+  size_t total_ = 0;
+  std::vector<float> exp_avg_, exp_avg_sq_;                 // FP32 moments, or empty
+  std::vector<uint16_t> exp_avg_bf16_, exp_avg_sq_bf16_;    // BF16 moments, or empty
   int64_t steps_ = 0;
 };
 

@@ -149,6 +149,7 @@ nlohmann::json PretrainOptions::to_json() const {
           {"beta1", hyper.adamw.beta1},
           {"beta2", hyper.adamw.beta2},
           {"eps", hyper.adamw.eps},
+          {"bf16_moments", hyper.adamw.bf16_moments},
           {"clip", hyper.clip},
           {"mtp_lambda", hyper.mtp_lambda},
           {"balance_alpha", hyper.balance_alpha},
