@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "bench_util.h"
 #include "core/rng.h"
 #include "kernels/ops.h"
 #include "model/model.h"
@@ -27,31 +28,17 @@
 namespace seekr {
 namespace {
 
+using bench_util::Clock;
+using bench_util::load_average;
+using bench_util::median;
+using bench_util::ms_since;
+
 // The R1 pipeline's teacher (src/r1/pipeline.cpp).
 const char* const kTeacherConfig = r1::r1_teacher_config_json();
 
 
 constexpr int kPrompts = 16, kSamples = 8, kPromptLen = 25, kNewTokens = 60;
 constexpr int kSequences = kPrompts * kSamples, kUpdateT = 85;
-
-using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-double load_average() {
-  double load = -1;
-  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
-    if (std::fscanf(f, "%lf", &load) != 1) load = -1;
-    std::fclose(f);
-  }
-  return load;
-}
 
 struct Result {
   double rollout_ms, update_fwd_ms, update_bwd_ms;

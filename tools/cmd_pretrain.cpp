@@ -49,6 +49,10 @@ optimizer and losses:
   --beta1 X --beta2 X   AdamW betas (default 0.9, 0.95)
   --eps X               AdamW epsilon (default 1e-8)
   --bf16-moments        keep the AdamW moments in BF16 (the V3 recipe), FP32 arithmetic
+  --precision P         Linear-layer GEMMs: fp32 (default) | bf16 | fp8 (E4M3, 1x128
+                        activation tiles, 128x128 weight blocks, FP32 accumulation; the
+                        embedding, router, attention, norms and output head stay FP32);
+                        see docs/training.md
   --clip X              max global gradient norm, 0 = no clipping (default 1.0)
   --mtp-lambda X        weight of the MTP loss, (λ/D)·Σ CE_k (default 0.3)
   --balance-alpha X     sequence-wise balance loss weight α (default 1e-4)
@@ -95,6 +99,7 @@ int run_pretrain_cmd(int argc, char** argv) {
   o.hyper.adamw.beta2 = args.f64("beta2", o.hyper.adamw.beta2);
   o.hyper.adamw.eps = args.f64("eps", o.hyper.adamw.eps);
   o.hyper.adamw.bf16_moments = args.flag("bf16-moments");
+  o.hyper.precision = seekr::parse_precision(args.str("precision", "fp32"));
   o.hyper.clip = args.f64("clip", o.hyper.clip);
   o.hyper.mtp_lambda = args.f64("mtp-lambda", o.hyper.mtp_lambda);
   o.hyper.balance_alpha = args.f64("balance-alpha", o.hyper.balance_alpha);

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/check.h"
+#include "kernels/linear.h"
 #include "kernels/ops.h"
 
 namespace seekr {
@@ -60,27 +61,27 @@ void add_into(float* y, const float* x, int64_t n) {
 }
 
 // SwiGLU MLP over N rows: g, u, a are [N, inter] saved for backward; out[N, d] (+)= a·downᵀ.
-void mlp_forward(const MlpWeights& w, const float* h, float* out, int N, int d, int inter,
-                 float* g, float* u, float* a, float beta) {
-  matmul_xwt(h, w.gate, g, N, d, inter);  // [N, inter]
-  matmul_xwt(h, w.up, u, N, d, inter);    // [N, inter]
+void mlp_forward(GemmPrecision p, const MlpWeights& w, const float* h, float* out, int N,
+                 int d, int inter, float* g, float* u, float* a, float beta) {
+  linear_forward(p, h, w.gate, g, N, d, inter);  // [N, inter]
+  linear_forward(p, h, w.up, u, N, d, inter);    // [N, inter]
   swiglu_forward(g, u, a, int64_t(N) * inter);
-  matmul_xwt(a, w.down, out, N, inter, d, beta);  // [N, d]
+  linear_forward(p, a, w.down, out, N, inter, d, beta);  // [N, d]
 }
 
 // dout[N, d] → dh[N, d] (beta: overwrite 0 / accumulate 1); scratch ≥ 2·N·inter floats.
-void mlp_backward(const MlpWeights& w, const MlpWeights& gw, const float* h, const float* dout,
-                  float* dh, int N, int d, int inter, const float* g, const float* u,
-                  const float* a, float* scratch, float beta) {
+void mlp_backward(GemmPrecision p, const MlpWeights& w, const MlpWeights& gw, const float* h,
+                  const float* dout, float* dh, int N, int d, int inter, const float* g,
+                  const float* u, const float* a, float* scratch, float beta) {
   float* da = scratch;                         // [N, inter]
   float* dgu = scratch + size_t(N) * inter;    // [N, inter] dg, then du reuses da
-  matmul_dyt_x(dout, a, gw.down, N, inter, d);
-  matmul_dy_w(dout, w.down, da, N, inter, d);
+  linear_wgrad(p, dout, a, gw.down, N, inter, d);
+  linear_dgrad(p, dout, w.down, da, N, inter, d);
   swiglu_backward(da, g, u, dgu, da, int64_t(N) * inter);  // dg → dgu, du → da (in place)
-  matmul_dyt_x(dgu, h, gw.gate, N, d, inter);
-  matmul_dyt_x(da, h, gw.up, N, d, inter);
-  matmul_dy_w(dgu, w.gate, dh, N, d, inter, beta);
-  matmul_dy_w(da, w.up, dh, N, d, inter, 1.0f);
+  linear_wgrad(p, dgu, h, gw.gate, N, d, inter);
+  linear_wgrad(p, da, h, gw.up, N, d, inter);
+  linear_dgrad(p, dgu, w.gate, dh, N, d, inter, beta);
+  linear_dgrad(p, da, w.up, dh, N, d, inter, 1.0f);
 }
 
 }  // namespace
@@ -92,7 +93,7 @@ void ffn_forward(const Dims& D, const ModelConfig& c, const LayerWeights& w, con
     ensure(a.g, size_t(N) * D.I);
     ensure(a.u, size_t(N) * D.I);
     ensure(a.a, size_t(N) * D.I);
-    mlp_forward(w.mlp, h, out, N, d, D.I, a.g.data(), a.u.data(), a.a.data(), 0.0f);
+    mlp_forward(D.linear, w.mlp, h, out, N, d, D.I, a.g.data(), a.u.data(), a.a.data(), 0.0f);
     return;
   }
   const int E = D.E, K = D.K, Im = D.Im;
@@ -133,7 +134,7 @@ void ffn_forward(const Dims& D, const ModelConfig& c, const LayerWeights& w, con
     const int n = a.offset[e + 1] - a.offset[e];
     if (n == 0) continue;
     const size_t r0 = a.offset[e];
-    mlp_forward(w.experts[e], &a.xe[r0 * d], &a.ye[r0 * d], n, d, Im, &a.ge[r0 * Im],
+    mlp_forward(D.linear, w.experts[e], &a.xe[r0 * d], &a.ye[r0 * d], n, d, Im, &a.ge[r0 * Im],
                 &a.ue[r0 * Im], &a.ae[r0 * Im], 0.0f);  // [n, d]
   }
   // Shared experts write `out`; routed outputs are added with their gate weights.
@@ -141,7 +142,7 @@ void ffn_forward(const Dims& D, const ModelConfig& c, const LayerWeights& w, con
     ensure(a.gs, size_t(N) * D.Is);
     ensure(a.us, size_t(N) * D.Is);
     ensure(a.as, size_t(N) * D.Is);
-    mlp_forward(w.shared, h, out, N, d, D.Is, a.gs.data(), a.us.data(), a.as.data(), 0.0f);
+    mlp_forward(D.linear, w.shared, h, out, N, d, D.Is, a.gs.data(), a.us.data(), a.as.data(), 0.0f);
   } else {
     std::fill(out, out + size_t(N) * d, 0.0f);
   }
@@ -194,7 +195,7 @@ void ffn_backward(const Dims& D, const ModelConfig& c, const LayerWeights& w,
   const int d = D.d;
   if (!w.is_moe) {
     ensure(scratch, size_t(2) * N * D.I);
-    mlp_backward(w.mlp, g.mlp, h, dout, dh, N, d, D.I, a.g.data(), a.u.data(), a.a.data(),
+    mlp_backward(D.linear, w.mlp, g.mlp, h, dout, dh, N, d, D.I, a.g.data(), a.u.data(), a.a.data(),
                  scratch.data(), 0.0f);
     return;
   }
@@ -202,7 +203,7 @@ void ffn_backward(const Dims& D, const ModelConfig& c, const LayerWeights& w,
   const size_t rows = size_t(N) * K;
   if (D.Is > 0) {
     ensure(scratch, size_t(2) * N * D.Is);
-    mlp_backward(w.shared, g.shared, h, dout, dh, N, d, D.Is, a.gs.data(), a.us.data(),
+    mlp_backward(D.linear, w.shared, g.shared, h, dout, dh, N, d, D.Is, a.gs.data(), a.us.data(),
                  a.as.data(), scratch.data(), 0.0f);
   } else {
     std::fill(dh, dh + size_t(N) * d, 0.0f);
@@ -231,7 +232,7 @@ void ffn_backward(const Dims& D, const ModelConfig& c, const LayerWeights& w,
     const int n = a.offset[e + 1] - a.offset[e];
     if (n == 0) continue;
     const size_t r0 = a.offset[e];
-    mlp_backward(w.experts[e], g.experts[e], &a.xe[r0 * d], &dye[r0 * d], &dxe[r0 * d], n, d, Im,
+    mlp_backward(D.linear, w.experts[e], g.experts[e], &a.xe[r0 * d], &dye[r0 * d], &dxe[r0 * d], n, d, Im,
                  &a.ge[r0 * Im], &a.ue[r0 * Im], &a.ae[r0 * Im], sc + 2 * r0 * Im, 0.0f);
   }
   for (size_t r = 0; r < rows; ++r) add_into(dh + size_t(a.row_token[r]) * d, &dxe[r * d], d);
@@ -271,23 +272,23 @@ void block_forward(const Dims& D, const ModelConfig& c, const RopeTables& rope,
     ensure(a.qa, size_t(N) * D.rq);
     ensure(a.qa_rstd, N);
     ensure(a.qan, size_t(N) * D.rq);
-    matmul_xwt(a.h1.data(), w.attn.q_a_proj, a.qa.data(), N, d, D.rq);  // [N, rq]
+    linear_forward(D.linear, a.h1.data(), w.attn.q_a_proj, a.qa.data(), N, d, D.rq);  // [N, rq]
     rmsnorm_forward(a.qa.data(), w.attn.q_a_norm, a.qan.data(), a.qa_rstd.data(), N, D.rq,
                     D.eps);
-    matmul_xwt(a.qan.data(), w.attn.q_b_proj, a.q.data(), N, D.rq, qw);  // [N, H*dqk]
+    linear_forward(D.linear, a.qan.data(), w.attn.q_b_proj, a.q.data(), N, D.rq, qw);  // [N, H*dqk]
   } else {
-    matmul_xwt(a.h1.data(), w.attn.q_proj, a.q.data(), N, d, qw);  // [N, H*dqk]
+    linear_forward(D.linear, a.h1.data(), w.attn.q_proj, a.q.data(), N, d, qw);  // [N, H*dqk]
   }
   // q_pe: [N, H, dr] inside q at offset dn of every head.
   rope_forward(a.q.data() + D.dn, pos, N, H, D.dr, qw, D.dqk, rope.cos.data(), rope.sin.data());
-  matmul_xwt(a.h1.data(), w.attn.kv_a_proj, a.kva.data(), N, d, ckw);  // [N, rkv+dr]
+  linear_forward(D.linear, a.h1.data(), w.attn.kv_a_proj, a.kva.data(), N, d, ckw);  // [N, rkv+dr]
   rope_forward(a.kva.data() + D.rkv, pos, N, 1, D.dr, ckw, D.dr, rope.cos.data(),
                rope.sin.data());  // k_pe: [N, 1, dr]
   // Latent normalisation reads the first rkv columns of each kva row.
   for (int n = 0; n < N; ++n)
     rmsnorm_forward(&a.kva[size_t(n) * ckw], w.attn.kv_a_norm, &a.cn[size_t(n) * D.rkv],
                     &a.c_rstd[n], 1, D.rkv, D.eps);
-  matmul_xwt(a.cn.data(), w.attn.kv_b_proj, a.kv.data(), N, D.rkv, kvw);  // [N, H*(dn+dv)]
+  linear_forward(D.linear, a.cn.data(), w.attn.kv_b_proj, a.kv.data(), N, D.rkv, kvw);  // [N, H*(dn+dv)]
   // Expand K = [k_nope | k_pe] per head and gather V contiguous per head.
   for (int n = 0; n < N; ++n) {
     const float* kvr = &a.kv[size_t(n) * kvw];
@@ -304,7 +305,7 @@ void block_forward(const Dims& D, const ModelConfig& c, const RopeTables& rope,
   attention_forward(s, a.q.data(), a.k.data(), a.v.data(), a.probs.data(), a.att.data());
   // x_mid = x_in + o_proj(att)
   std::memcpy(a.x_mid.data(), x_in, sizeof(float) * N * d);
-  matmul_xwt(a.att.data(), w.attn.o_proj, a.x_mid.data(), N, H * D.dv, d, 1.0f);
+  linear_forward(D.linear, a.att.data(), w.attn.o_proj, a.x_mid.data(), N, H * D.dv, d, 1.0f);
   rmsnorm_forward(a.x_mid.data(), w.post_attn_norm, a.h2.data(), a.rstd2.data(), N, d, D.eps);
   ffn_forward(D, c, w, a.h2.data(), x_out, N, B, Tb, balance_alpha, a.ffn);
   add_into(x_out, a.x_mid.data(), int64_t(N) * d);
@@ -325,8 +326,8 @@ void block_backward(const Dims& D, const ModelConfig& c, const RopeTables& rope,
                    s.dx_mid.data(), g.post_attn_norm, N, d, 1.0f);
   // Attention half: x_mid = x_in + o_proj(att).
   ensure(s.datt, size_t(N) * H * D.dv);
-  matmul_dyt_x(s.dx_mid.data(), a.att.data(), g.attn.o_proj, N, H * D.dv, d);
-  matmul_dy_w(s.dx_mid.data(), w.attn.o_proj, s.datt.data(), N, H * D.dv, d);
+  linear_wgrad(D.linear, s.dx_mid.data(), a.att.data(), g.attn.o_proj, N, H * D.dv, d);
+  linear_dgrad(D.linear, s.dx_mid.data(), w.attn.o_proj, s.datt.data(), N, H * D.dv, d);
   ensure(s.dq, size_t(N) * qw);
   ensure(s.dk, size_t(N) * qw);
   ensure(s.dv, size_t(N) * H * D.dv);
@@ -351,28 +352,28 @@ void block_backward(const Dims& D, const ModelConfig& c, const RopeTables& rope,
   rope_backward(s.dkva.data() + D.rkv, pos, N, 1, D.dr, ckw, D.dr, rope.cos.data(),
                 rope.sin.data());
   ensure(s.dcn, size_t(N) * D.rkv);
-  matmul_dyt_x(s.dkv.data(), a.cn.data(), g.attn.kv_b_proj, N, D.rkv, kvw);
-  matmul_dy_w(s.dkv.data(), w.attn.kv_b_proj, s.dcn.data(), N, D.rkv, kvw);  // [N, rkv]
+  linear_wgrad(D.linear, s.dkv.data(), a.cn.data(), g.attn.kv_b_proj, N, D.rkv, kvw);
+  linear_dgrad(D.linear, s.dkv.data(), w.attn.kv_b_proj, s.dcn.data(), N, D.rkv, kvw);  // [N, rkv]
   for (int n = 0; n < N; ++n)
     rmsnorm_backward(&s.dcn[size_t(n) * D.rkv], &a.kva[size_t(n) * ckw], w.attn.kv_a_norm,
                      &a.c_rstd[n], &s.dkva[size_t(n) * ckw], g.attn.kv_a_norm, 1, D.rkv, 0.0f);
   // dh1 from the kv path, then the query path.
-  matmul_dyt_x(s.dkva.data(), a.h1.data(), g.attn.kv_a_proj, N, d, ckw);
-  matmul_dy_w(s.dkva.data(), w.attn.kv_a_proj, s.dh.data(), N, d, ckw);  // [N, d]
+  linear_wgrad(D.linear, s.dkva.data(), a.h1.data(), g.attn.kv_a_proj, N, d, ckw);
+  linear_dgrad(D.linear, s.dkva.data(), w.attn.kv_a_proj, s.dh.data(), N, d, ckw);  // [N, d]
   rope_backward(s.dq.data() + D.dn, pos, N, H, D.dr, qw, D.dqk, rope.cos.data(),
                 rope.sin.data());
   if (D.rq > 0) {
     ensure(s.dqan, size_t(N) * D.rq);
     ensure(s.dqa, size_t(N) * D.rq);
-    matmul_dyt_x(s.dq.data(), a.qan.data(), g.attn.q_b_proj, N, D.rq, qw);
-    matmul_dy_w(s.dq.data(), w.attn.q_b_proj, s.dqan.data(), N, D.rq, qw);
+    linear_wgrad(D.linear, s.dq.data(), a.qan.data(), g.attn.q_b_proj, N, D.rq, qw);
+    linear_dgrad(D.linear, s.dq.data(), w.attn.q_b_proj, s.dqan.data(), N, D.rq, qw);
     rmsnorm_backward(s.dqan.data(), a.qa.data(), w.attn.q_a_norm, a.qa_rstd.data(),
                      s.dqa.data(), g.attn.q_a_norm, N, D.rq, 0.0f);
-    matmul_dyt_x(s.dqa.data(), a.h1.data(), g.attn.q_a_proj, N, d, D.rq);
-    matmul_dy_w(s.dqa.data(), w.attn.q_a_proj, s.dh.data(), N, d, D.rq, 1.0f);
+    linear_wgrad(D.linear, s.dqa.data(), a.h1.data(), g.attn.q_a_proj, N, d, D.rq);
+    linear_dgrad(D.linear, s.dqa.data(), w.attn.q_a_proj, s.dh.data(), N, d, D.rq, 1.0f);
   } else {
-    matmul_dyt_x(s.dq.data(), a.h1.data(), g.attn.q_proj, N, d, qw);
-    matmul_dy_w(s.dq.data(), w.attn.q_proj, s.dh.data(), N, d, qw, 1.0f);
+    linear_wgrad(D.linear, s.dq.data(), a.h1.data(), g.attn.q_proj, N, d, qw);
+    linear_dgrad(D.linear, s.dq.data(), w.attn.q_proj, s.dh.data(), N, d, qw, 1.0f);
   }
   std::memcpy(dx_in, s.dx_mid.data(), sizeof(float) * N * d);
   rmsnorm_backward(s.dh.data(), a.x_in.data(), w.input_norm, a.rstd1.data(), dx_in,

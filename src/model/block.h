@@ -7,6 +7,7 @@
 
 #include "kernels/routing.h"
 #include "model/config.h"
+#include "kernels/linear.h"
 #include "model/weights.h"
 
 namespace seekr {
@@ -15,6 +16,9 @@ namespace seekr {
 struct Dims {
   int d, H, dn, dr, dv, dqk, rq, rkv, I, E, K, Im, Is, V;
   float eps, scale;
+  // Precision of the Linear-layer GEMMs (training's mixed-precision mode; the embedding,
+  // router, attention core, norms and output head always run in FP32).
+  GemmPrecision linear = GemmPrecision::kF32;
   explicit Dims(const ModelConfig& c);
 };
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/linear.h"
 #include "model/config.h"
 #include "model/weights.h"
 
@@ -61,6 +62,8 @@ class Model {
 struct TrainOptions {
   float balance_alpha = 0.0f;  // sequence-wise balance loss weight (0: off)
   bool mtp = true;             // run the MTP modules (when the config has them)
+  // Linear-layer GEMM precision (FP8 / BF16 mixed-precision training; kernels/linear.h).
+  GemmPrecision precision = GemmPrecision::kF32;
 };
 
 class TrainGraph {

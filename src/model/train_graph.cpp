@@ -86,6 +86,7 @@ void TrainGraph::forward(const int32_t* tokens, int B, int T, const TrainOptions
   m.B = B;
   m.T = T;
   m.opt = opt;
+  m.D.linear = opt.precision;
   const int N = B * T, d = D.d, L = c.num_hidden_layers, nm = m.num_mtp();
   m.tokens.assign(tokens, tokens + size_t(N));
   m.pos.resize(N);
@@ -147,7 +148,7 @@ void TrainGraph::forward(const int32_t* tokens, int B, int T, const TrainOptions
       std::memcpy(&mt.cat[size_t(r) * 2 * d + d], &mt.hn[size_t(r) * d], sizeof(float) * d);
     }
     mt.h_in.resize(size_t(rows) * d);
-    matmul_xwt(mt.cat.data(), lw.eh_proj, mt.h_in.data(), rows, 2 * d, d);  // [rows, d]
+    linear_forward(D.linear, mt.cat.data(), lw.eh_proj, mt.h_in.data(), rows, 2 * d, d);  // [rows, d]
     mt.h_out.resize(size_t(rows) * d);
     std::vector<int32_t> posk(rows);
     for (int r = 0; r < rows; ++r) posk[r] = r % Tk;
@@ -206,8 +207,8 @@ void TrainGraph::backward(float* dlogits, const std::vector<float*>& dmtp) {
     block_backward(D, c, m.rope, lw, lg, dh_out.data(), dh_in.data(), B, Tk, posk.data(),
                    m.acts[L + k - 1], m.scratch);
     std::vector<float> dcat(size_t(rows) * 2 * d);
-    matmul_dyt_x(dh_in.data(), mt.cat.data(), lg.eh_proj, rows, 2 * d, d);
-    matmul_dy_w(dh_in.data(), lw.eh_proj, dcat.data(), rows, 2 * d, d);
+    linear_wgrad(D.linear, dh_in.data(), mt.cat.data(), lg.eh_proj, rows, 2 * d, d);
+    linear_dgrad(D.linear, dh_in.data(), lw.eh_proj, dcat.data(), rows, 2 * d, d);
     std::vector<float> den(size_t(rows) * d), dhn(size_t(rows) * d);
     for (int r = 0; r < rows; ++r) {
       std::memcpy(&den[size_t(r) * d], &dcat[size_t(r) * 2 * d], sizeof(float) * d);

@@ -47,6 +47,7 @@ StepResult Trainer::step(std::span<const int32_t* const> micro, int B, int T, do
   // The graph adds the balance-loss gradient unscaled, so accumulation scales α instead.
   topt.balance_alpha = static_cast<float>(hp_.balance_alpha / A);
   topt.mtp = run_mtp;
+  topt.precision = hp_.precision;
 
   StepResult r;
   r.load.assign(layers, {});
@@ -150,6 +151,7 @@ nlohmann::json PretrainOptions::to_json() const {
           {"beta2", hyper.adamw.beta2},
           {"eps", hyper.adamw.eps},
           {"bf16_moments", hyper.adamw.bf16_moments},
+          {"precision", precision_name(hyper.precision)},
           {"clip", hyper.clip},
           {"mtp_lambda", hyper.mtp_lambda},
           {"balance_alpha", hyper.balance_alpha},

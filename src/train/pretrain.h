@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/linear.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
 
@@ -23,6 +24,9 @@ struct TrainHyper {
   double balance_alpha = 1e-4;  // α of the sequence-wise balance loss (0: off)
   double bias_gamma = 1e-3;     // γ of the correction-bias update (0: off)
   double clip = 1.0;            // max global gradient norm (<= 0: no clipping)
+  // Linear-layer GEMM precision: fp32, or the bf16 / fp8 mixed-precision modes of
+  // kernels/linear.h (master weights, gradients and optimizer arithmetic stay FP32).
+  GemmPrecision precision = GemmPrecision::kF32;
   AdamWConfig adamw;
 };
 

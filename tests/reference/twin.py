@@ -512,8 +512,8 @@ def update_biases(p, load, gamma):
                 p[name] -= gamma * torch.sign(c - c.mean())
 
 
-def train(p, cfg, seq, hp):
-    """hp.steps AdamW steps on the same batch; mutates p. Returns per-step records."""
+def make_optimizer(p, hp):
+    """(trainable names, AdamW) with weight decay on matrices only; marks them trainable."""
     names = trainable_names(p)
     for n in names:
         p[n].requires_grad_(True)
@@ -522,6 +522,12 @@ def train(p, cfg, seq, hp):
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": hp.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=hp.lr, betas=hp.betas, eps=hp.adam_eps)
+    return names, opt
+
+
+def train(p, cfg, seq, hp):
+    """hp.steps AdamW steps on the same batch; mutates p. Returns per-step records."""
+    names, opt = make_optimizer(p, hp)
     rec = dict(total=[], ce=[], grad_norm=[])
     for _ in range(hp.steps):
         opt.zero_grad(set_to_none=True)

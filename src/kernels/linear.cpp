@@ -1,0 +1,108 @@
+#include "kernels/linear.h"
+
+#include <cstring>
+#include <vector>
+
+#include "core/check.h"
+#include "core/dtype.h"
+#include "kernels/fp8.h"
+#include "kernels/ops.h"
+
+namespace seekr {
+
+const char* precision_name(GemmPrecision p) {
+  switch (p) {
+    case GemmPrecision::kF32:
+      return "fp32";
+    case GemmPrecision::kBF16:
+      return "bf16";
+    case GemmPrecision::kFP8:
+      return "fp8";
+  }
+  return "?";
+}
+
+GemmPrecision parse_precision(std::string_view name) {
+  for (GemmPrecision p : {GemmPrecision::kF32, GemmPrecision::kBF16, GemmPrecision::kFP8})
+    if (name == precision_name(p)) return p;
+  throw Error("unknown precision '" + std::string(name) + "' (expected fp32, bf16 or fp8)");
+}
+
+namespace {
+
+// Per-thread operand copies: workers run Linear layers concurrently, and a step reuses them.
+struct Operands {
+  std::vector<float> a, b;
+};
+Operands& scratch() {
+  thread_local Operands ops;
+  return ops;
+}
+
+const float* copy_to(std::vector<float>& buf, const float* src, size_t n) {
+  if (buf.size() < n) buf.resize(n);
+  std::memcpy(buf.data(), src, n * sizeof(float));
+  return buf.data();
+}
+
+// BF16 operand: every element rounded to the nearest BF16 value (ties to even), kept as float.
+const float* bf16_operand(std::vector<float>& buf, const float* src, size_t n) {
+  float* dst = const_cast<float*>(copy_to(buf, src, n));
+  for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(f32_to_bf16(dst[i]));
+  return dst;
+}
+
+// FP8 operand [rows, cols]: the E4M3 values times their scales, for the given tiling.
+const float* fp8_operand(std::vector<float>& buf, const float* src, int rows, int cols,
+                         Fp8Tiling tiling) {
+  float* dst = const_cast<float*>(copy_to(buf, src, size_t(rows) * cols));
+  fp8_fake_quant(dst, rows, cols, tiling);
+  return dst;
+}
+
+}  // namespace
+
+void linear_forward(GemmPrecision p, const float* x, const float* w, float* y, int N, int in,
+                    int out, float beta) {
+  if (p == GemmPrecision::kF32) return matmul_xwt(x, w, y, N, in, out, beta);
+  Operands& s = scratch();
+  if (p == GemmPrecision::kBF16) {
+    x = bf16_operand(s.a, x, size_t(N) * in);
+    w = bf16_operand(s.b, w, size_t(out) * in);
+  } else {
+    x = fp8_operand(s.a, x, N, in, Fp8Tiling::k1x128);      // [N, in]
+    w = fp8_operand(s.b, w, out, in, Fp8Tiling::k128x128);  // [out, in]
+  }
+  matmul_xwt(x, w, y, N, in, out, beta);
+}
+
+void linear_dgrad(GemmPrecision p, const float* dy, const float* w, float* dx, int N, int in,
+                  int out, float beta) {
+  if (p == GemmPrecision::kF32) return matmul_dy_w(dy, w, dx, N, in, out, beta);
+  Operands& s = scratch();
+  if (p == GemmPrecision::kBF16) {
+    dy = bf16_operand(s.a, dy, size_t(N) * out);
+    w = bf16_operand(s.b, w, size_t(out) * in);
+  } else {
+    dy = fp8_operand(s.a, dy, N, out, Fp8Tiling::k1x128);   // [N, out]: K = out
+    w = fp8_operand(s.b, w, out, in, Fp8Tiling::k128x128);  // [out, in]
+  }
+  matmul_dy_w(dy, w, dx, N, in, out, beta);
+}
+
+void linear_wgrad(GemmPrecision p, const float* dy, const float* x, float* dw, int N, int in,
+                  int out) {
+  if (p == GemmPrecision::kF32) return matmul_dyt_x(dy, x, dw, N, in, out);
+  Operands& s = scratch();
+  if (p == GemmPrecision::kBF16) {
+    dy = bf16_operand(s.a, dy, size_t(N) * out);
+    x = bf16_operand(s.b, x, size_t(N) * in);
+  } else {
+    // K is the token dimension here, so both operands are tiled 128×1 along it.
+    dy = fp8_operand(s.a, dy, N, out, Fp8Tiling::k128x1);  // [N, out]
+    x = fp8_operand(s.b, x, N, in, Fp8Tiling::k128x1);     // [N, in]
+  }
+  matmul_dyt_x(dy, x, dw, N, in, out);
+}
+
+}  // namespace seekr
