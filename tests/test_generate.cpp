@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -705,6 +706,338 @@ TEST(Generate, LoadsCheckpointDirectory) {
   EXPECT_EQ(logits_session(*im.model, toks), logits_session(model, toks));
   std::filesystem::remove_all(dir);
   EXPECT_THROW(load_inference_model(dir), Error);
+}
+
+// ---- MTP module and speculative decoding ---------------------------------------------------
+
+// The MTP module's logits through the session equal TrainGraph::mtp_logits(1): all rows in one
+// call after a prefill, and row by row as speculative decoding drives it (2-token verify
+// passes, rejected drafts rolled back with truncate()).
+TEST(Mtp, SessionLogitsMatchTrainGraph) {
+  Model& model = test_model();
+  const ModelConfig& c = model.config();
+  ASSERT_EQ(c.num_nextn_predict_layers, 1);
+  const int V = c.vocab_size, d = c.hidden_size;
+  const std::vector<int32_t> tokens = random_prompt(30, 21);
+  const int T = static_cast<int>(tokens.size());
+  TrainGraph graph(model);
+  graph.forward(tokens.data(), 1, T, TrainOptions{});
+  ASSERT_EQ(graph.mtp_rows(1), T - 1);
+  const std::vector<float> want(graph.mtp_logits(1), graph.mtp_logits(1) + size_t(T - 1) * V);
+  const std::vector<float> want_main(graph.logits(), graph.logits() + size_t(T) * V);
+  const double scale = max_abs(want);
+  ASSERT_GT(scale, 0.1);
+
+  for (AttentionMode mode : {AttentionMode::kAbsorbed, AttentionMode::kNaive}) {
+    SCOPED_TRACE(mode == AttentionMode::kAbsorbed ? "absorbed" : "naive");
+    std::vector<int32_t> slot1(T, 1), slot0(T, 0), pos(T);
+    std::iota(pos.begin(), pos.end(), 0);
+    std::vector<float> logits(size_t(T) * V), hidden(size_t(T) * d), got(size_t(T - 1) * V);
+    {
+      InferenceSession s(model, 2, T, mode);
+      ASSERT_TRUE(s.has_mtp());
+      s.forward(tokens.data(), slot1.data(), pos.data(), T, logits.data(), nullptr, hidden.data());
+      s.mtp_forward(hidden.data(), tokens.data() + 1, slot1.data(), pos.data(), T - 1, got.data());
+      EXPECT_LT(max_abs_diff(want, got), 1e-4 * scale);
+      EXPECT_EQ(s.length(1), T);
+      EXPECT_EQ(s.mtp_length(1), T - 1);
+      EXPECT_EQ(s.mtp_length(0), 0);
+      // Logits for some rows only (the others just join the MTP cache), in slot 0.
+      std::vector<uint8_t> some(T - 1, 0);
+      for (int i = 0; i < T - 1; i += 3) some[i] = 1;
+      s.forward(tokens.data(), slot0.data(), pos.data(), T, logits.data(), nullptr, hidden.data());
+      s.mtp_forward(hidden.data(), tokens.data() + 1, slot0.data(), pos.data(), T - 1, got.data(),
+                    some.data());
+      for (int i = 0, k = 0; i < T - 1; ++i) {
+        if (!some[i]) continue;
+        const std::vector<float> a(want.begin() + size_t(i) * V, want.begin() + size_t(i + 1) * V);
+        const std::vector<float> b(got.begin() + size_t(k) * V, got.begin() + size_t(k + 1) * V);
+        EXPECT_LT(max_abs_diff(a, b), 1e-4 * scale) << "row " << i;
+        ++k;
+      }
+      EXPECT_EQ(s.mtp_length(0), T - 1);
+      // Positions must follow what the MTP cache holds.
+      EXPECT_THROW(s.mtp_forward(hidden.data(), tokens.data(), slot1.data(), pos.data(), 1,
+                                 got.data()),
+                   Error);
+    }
+
+    // Prefill 10 tokens, feed 3 more in one call, then verify passes of [token, guess]: the
+    // guess is right on even steps (both rows kept, two MTP rows) and wrong on odd ones
+    // (truncated, one MTP row).
+    InferenceSession s(model, 1, T, mode);
+    std::fill(got.begin(), got.end(), 0.0f);
+    std::vector<float> got_main(size_t(T) * V);
+    const int P = 10;
+    s.forward(tokens.data(), slot0.data(), pos.data(), P, got_main.data(), nullptr,
+              hidden.data());
+    s.mtp_forward(hidden.data(), tokens.data() + 1, slot0.data(), pos.data(), P, got.data());
+    s.forward(tokens.data() + P, slot0.data(), pos.data() + P, 3, got_main.data() + size_t(P) * V,
+              nullptr, hidden.data());
+    s.mtp_forward(hidden.data(), tokens.data() + P + 1, slot0.data(), pos.data() + P, 3,
+                  got.data() + size_t(P) * V);
+    std::vector<float> pair_logits(2 * size_t(V));
+    for (int p = P + 3, step = 0; p <= T - 2; ++step) {
+      const bool right = step % 2 == 0;
+      const int32_t pair[2] = {tokens[p], right ? tokens[p + 1] : (tokens[p + 1] + 7) % V};
+      s.forward(pair, slot0.data(), pos.data() + p, 2, pair_logits.data(), nullptr,
+                hidden.data());
+      std::copy_n(pair_logits.data(), V, got_main.data() + size_t(p) * V);
+      const int rows = right ? std::min(2, T - 1 - p) : 1;
+      if (right) {
+        std::copy_n(pair_logits.data() + V, V, got_main.data() + size_t(p + 1) * V);
+      } else {
+        s.truncate(0, p + 1);
+        EXPECT_EQ(s.length(0), p + 1);
+        EXPECT_EQ(s.mtp_length(0), p);
+      }
+      s.mtp_forward(hidden.data(), tokens.data() + p + 1, slot0.data(), pos.data() + p, rows,
+                    got.data() + size_t(p) * V);
+      p += right ? 2 : 1;
+    }
+    EXPECT_LT(max_abs_diff(want, got), 1e-4 * scale);
+    EXPECT_LT(max_abs_diff(want_main, got_main), 1e-4 * max_abs(want_main));
+  }
+}
+
+// The tokens of a cycle through 24 distinct ids, the language cycle_model() learns.
+const std::vector<int32_t>& token_cycle() {
+  static const std::vector<int32_t> cycle = [] {
+    std::vector<int32_t> ids(300);
+    std::iota(ids.begin(), ids.end(), 2);
+    Rng rng(17);
+    for (int i = 0; i < 24; ++i) std::swap(ids[i], ids[i + rng.below(ids.size() - i)]);
+    return std::vector<int32_t>(ids.begin(), ids.begin() + 24);
+  }();
+  return cycle;
+}
+
+// `len` tokens of the cycle from index `start`.
+std::vector<int32_t> cycle_prompt(int len, int start) {
+  const auto& cyc = token_cycle();
+  std::vector<int32_t> p;
+  for (int i = 0; i < len; ++i) p.push_back(cyc[(start + i) % cyc.size()]);
+  return p;
+}
+
+// The test model trained on windows of the cycle (cross-entropy on the main and the MTP heads,
+// Adam): greedy decoding follows the cycle and the MTP module drafts it well, so speculative
+// decoding meets accepted drafts as well as rejected ones (on other prompts).
+Model& cycle_model() {
+  static Model* m = [] {
+    auto* model = new Model(test_config());
+    model->init_weights(99);
+    const int V = model->config().vocab_size, B = 4, T = 24;
+    TrainGraph graph(*model);
+    std::vector<float>& w = model->params();
+    const std::vector<float>& g = model->grads();
+    std::vector<float> m1(w.size(), 0.0f), m2(w.size(), 0.0f);
+    Rng rng(3);
+    std::vector<int32_t> tokens(size_t(B) * T);
+    // dl[row] = (softmax(row) - onehot(target)) / rows, 0 for rows without a target.
+    auto ce_grad = [V](float* lg, int rows, const std::vector<int32_t>& target) {
+      for (int r = 0; r < rows; ++r) {
+        float* row = lg + size_t(r) * V;
+        if (target[r] < 0) {
+          std::fill(row, row + V, 0.0f);
+          continue;
+        }
+        const float mx = *std::max_element(row, row + V);
+        double z = 0;
+        for (int v = 0; v < V; ++v) z += std::exp(row[v] - mx);
+        for (int v = 0; v < V; ++v)
+          row[v] = static_cast<float>(std::exp(row[v] - mx) / z - (v == target[r])) / rows;
+      }
+    };
+    std::vector<int32_t> main_target(size_t(B) * T), mtp_target(size_t(B) * (T - 1));
+    for (int step = 1; step <= 150; ++step) {
+      for (int b = 0; b < B; ++b) {
+        const auto window = cycle_prompt(T, static_cast<int>(rng.below(24)));
+        std::copy(window.begin(), window.end(), tokens.begin() + size_t(b) * T);
+        for (int i = 0; i < T; ++i) main_target[b * T + i] = i + 1 < T ? window[i + 1] : -1;
+        for (int i = 0; i < T - 1; ++i)
+          mtp_target[b * (T - 1) + i] = i + 2 < T ? window[i + 2] : -1;
+      }
+      graph.forward(tokens.data(), B, T, TrainOptions{});
+      ce_grad(graph.logits(), B * T, main_target);
+      ce_grad(graph.mtp_logits(1), B * (T - 1), mtp_target);
+      model->zero_grads();
+      graph.backward(graph.logits(), {graph.mtp_logits(1)});
+      const double lr = 1e-2, b1 = 0.9, b2 = 0.99;
+      const double c1 = 1 - std::pow(b1, step), c2 = 1 - std::pow(b2, step);
+      for (size_t i = 0; i < w.size(); ++i) {
+        m1[i] = static_cast<float>(b1 * m1[i] + (1 - b1) * g[i]);
+        m2[i] = static_cast<float>(b2 * m2[i] + (1 - b2) * g[i] * g[i]);
+        w[i] -= static_cast<float>(lr * (m1[i] / c1) / (std::sqrt(m2[i] / c2) + 1e-8));
+      }
+    }
+    return model;
+  }();
+  return *m;
+}
+
+GenerateOptions speculative_options() {
+  GenerateOptions o;
+  o.speculation = Speculation::kMtp;
+  return o;
+}
+
+// Speculative decoding must give greedy decoding's tokens and log-probs exactly: each row of a
+// 2-token verify pass is computed bit for bit as a 1-token step would compute it.
+void expect_identical(const GenerationResult& plain, const GenerationResult& spec,
+                      const std::string& what) {
+  EXPECT_EQ(plain.tokens, spec.tokens) << what;
+  EXPECT_EQ(plain.finish, spec.finish) << what;
+  EXPECT_EQ(plain.raw_logprobs, spec.raw_logprobs) << what;
+  EXPECT_EQ(plain.stop_token, spec.stop_token) << what;
+  EXPECT_EQ(plain.text, spec.text) << what;
+}
+
+TEST(Speculative, EqualsGreedyDecoding) {
+  Model& model = cycle_model();
+  // On the cycle, the model continues it and the MTP module's drafts are mostly right.
+  GenerationRequest on = request(1, 0, 40, 0.0f);
+  on.prompt = cycle_prompt(6, 5);
+  const GenerationOutput plain = generate(model, {on});
+  const GenerationOutput spec = generate(model, {on}, speculative_options());
+  expect_identical(plain.results[0], spec.results[0], "cycle prompt");
+  EXPECT_EQ(plain.results[0].tokens[0], token_cycle()[11]) << "the model did not learn the cycle";
+  EXPECT_EQ(plain.stats.drafts, 0);
+  EXPECT_GT(spec.stats.acceptance_rate(), 0.8);
+  EXPECT_EQ(spec.stats.decode_tokens, plain.stats.decode_tokens);
+  EXPECT_EQ(spec.stats.generated_tokens, 40);
+  // Each step yields its own token plus, after an accepted draft, the following one.
+  EXPECT_LT(spec.stats.decode_steps, 0.7 * plain.stats.decode_steps);
+  EXPECT_LE(spec.stats.decode_steps + spec.stats.accepted_drafts, plain.stats.decode_steps + 1);
+
+  // Prompts on and off the cycle, every length limit up to 9 and a long one: the limit falls on
+  // the first and on the second token of a verify pass.
+  int64_t drafts = 0, accepted = 0;
+  std::vector<GenerationRequest> reqs;
+  for (int len : {1, 3, 8}) {
+    for (int start : {0, 13}) {
+      GenerationRequest r = request(len, 0, 0, 0.0f);
+      r.prompt = cycle_prompt(len, start);
+      reqs.push_back(r);
+    }
+    reqs.push_back(request(len + 2, 50 + len, 0, 0.0f));  // random tokens
+  }
+  for (const GenerationRequest& base : reqs)
+    for (int max_new : {1, 2, 3, 4, 5, 6, 7, 8, 9, 33}) {
+      GenerationRequest r = base;
+      r.max_new_tokens = max_new;
+      const std::string what = "prompt of " + std::to_string(r.prompt.size()) + " from " +
+                               std::to_string(r.prompt[0]) + ", max_new " + std::to_string(max_new);
+      const GenerationOutput a = generate(model, {r});
+      const GenerationOutput b = generate(model, {r}, speculative_options());
+      expect_identical(a.results[0], b.results[0], what);
+      EXPECT_EQ(b.results[0].tokens.size(), size_t(max_new)) << what;
+      EXPECT_LE(b.stats.accepted_drafts, b.stats.drafts);
+      drafts += b.stats.drafts;
+      accepted += b.stats.accepted_drafts;
+    }
+  EXPECT_GT(accepted, 0);
+  EXPECT_LT(accepted, drafts);  // both paths ran
+}
+
+TEST(Speculative, StopsLikeGreedyDecoding) {
+  Model& model = cycle_model();
+  const Tokenizer& tok = test_tokenizer();
+  GenerationRequest r = request(1, 0, 30, 0.0f);
+  r.prompt = cycle_prompt(4, 2);
+  const GenerationResult full = generate(model, {r}).results[0];
+  ASSERT_EQ(full.tokens.size(), 30u);
+
+  // Each of the first 12 generated tokens as the stop token (the eos case): it lands on the
+  // first and on the second token of verify passes.
+  for (int i = 0; i < 12; ++i) {
+    GenerationRequest rs = r;
+    rs.stop_tokens = {full.tokens[i]};
+    const GenerationOutput a = generate(model, {rs});
+    const GenerationOutput b = generate(model, {rs}, speculative_options());
+    expect_identical(a.results[0], b.results[0], "stop token " + std::to_string(i));
+    EXPECT_EQ(b.results[0].finish, FinishReason::kStopToken);
+  }
+
+  // Stop strings and streaming, with a tokenizer.
+  GenerateOptions plain_opt, spec_opt = speculative_options();
+  plain_opt.tokenizer = spec_opt.tokenizer = &tok;
+  std::string bytes;
+  for (int32_t t : full.tokens) bytes += tok.decode_bytes(std::span<const int32_t>(&t, 1));
+  int stops = 0;
+  for (size_t from : {size_t(3), bytes.size() / 2, bytes.size() - 4}) {
+    size_t at = from;
+    while (at + 2 <= bytes.size() && !(std::isprint(static_cast<unsigned char>(bytes[at])) &&
+                                      std::isprint(static_cast<unsigned char>(bytes[at + 1]))))
+      ++at;
+    if (at + 2 > bytes.size()) continue;
+    ++stops;
+    GenerationRequest rs = r;
+    rs.stop_strings = {bytes.substr(at, 2)};
+    std::string streamed_a, streamed_b;
+    plain_opt.on_text = [&](int, std::string_view piece) { streamed_a += piece; };
+    spec_opt.on_text = [&](int, std::string_view piece) { streamed_b += piece; };
+    const GenerationResult a = generate(model, {rs}, plain_opt).results[0];
+    const GenerationResult b = generate(model, {rs}, spec_opt).results[0];
+    expect_identical(a, b, "stop string at byte " + std::to_string(at));
+    EXPECT_EQ(b.finish, FinishReason::kStopString);
+    EXPECT_EQ(streamed_a, streamed_b);
+  }
+  EXPECT_GT(stops, 0) << "no printable text in the greedy output";
+
+  // A full cache slot: the last verify passes lose their room for a draft.
+  for (int extra = 1; extra <= 6; ++extra) {
+    GenerateOptions a_opt, b_opt = speculative_options();
+    a_opt.max_len = b_opt.max_len = static_cast<int>(r.prompt.size()) + extra;
+    const GenerationResult a = generate(model, {r}, a_opt).results[0];
+    const GenerationResult b = generate(model, {r}, b_opt).results[0];
+    expect_identical(a, b, "max_len prompt + " + std::to_string(extra));
+    EXPECT_EQ(b.finish, FinishReason::kContextFull);
+  }
+}
+
+TEST(Speculative, BatchesMixedRequests) {
+  // Greedy and sampled sequences decode together; only the greedy ones draft, and each
+  // sequence's tokens are those it gets alone without speculation (log-probs to rounding:
+  // batched rows go through BLAS gemm).
+  Model& model = cycle_model();
+  std::vector<GenerationRequest> reqs;
+  for (int i = 0; i < 5; ++i) {
+    GenerationRequest r = request(3 + 2 * i, 70 + i, 10 + 3 * i, i == 2 ? 1.0f : 0.0f, 9 + i);
+    if (i % 2 == 0) r.prompt = cycle_prompt(3 + 2 * i, 4 * i);
+    reqs.push_back(r);
+  }
+  reqs[3].n = 2;  // two greedy samples sharing one prefill
+  GenerateOptions two = speculative_options();
+  two.max_batch = 2;  // slots are reused as sequences finish
+  for (const GenerateOptions& opt : {speculative_options(), two}) {
+    const GenerationOutput out = generate(model, reqs, opt);
+    ASSERT_EQ(out.results.size(), 6u);
+    EXPECT_GT(out.stats.accepted_drafts, 0);
+    for (size_t i = 0; i < out.results.size(); ++i) {
+      GenerationRequest alone = reqs[out.results[i].request];
+      alone.n = 1;
+      alone.seed += out.results[i].sample;
+      expect_same_results(generate(model, {alone}).results[0], out.results[i], i);
+    }
+  }
+  // A sampled-only call drafts nothing.
+  GenerationRequest sampled = reqs[2];
+  EXPECT_EQ(generate(model, {sampled}, speculative_options()).stats.drafts, 0);
+}
+
+TEST(Speculative, NeedsAnMtpModule) {
+  ModelConfig c = test_config();
+  c.num_nextn_predict_layers = 0;
+  Model model(c);
+  model.init_weights(5);
+  InferenceSession s(model, 1, 16);
+  EXPECT_FALSE(s.has_mtp());
+  const std::vector<float> hidden(c.hidden_size);
+  const int32_t tok = 3, slot = 0, pos = 0;
+  std::vector<float> logits(c.vocab_size);
+  EXPECT_THROW(s.mtp_forward(hidden.data(), &tok, &slot, &pos, 1, logits.data()), Error);
+  EXPECT_THROW(generate(model, {request(4, 1, 5, 0.0f)}, speculative_options()), Error);
 }
 
 TEST(Generate, ChatPromptFallsBackToR1ZeroTemplate) {

@@ -28,6 +28,8 @@ input:
   --prompt TEXT           a prompt (repeat for several)
   --prompt-file F         the whole file is one prompt; F.jsonl: one prompt per line, as a
                           JSON string or an object with a "prompt" field
+  --prompt-ids LIST       a prompt given as comma-separated token ids, used as is (no BOS
+                          added, no --chat); repeat for several
   --chat                  wrap each prompt in the chat template (DeepSeek's User/Assistant
                           tokens when the tokenizer has them, else the R1-Zero template)
 
@@ -44,6 +46,11 @@ sampling:
 
 engine:
   --attention MODE        absorbed (compressed latent cache, default) | naive (expanded K/V)
+  --speculative MODE      none (default) | mtp: the checkpoint's MTP module drafts the token
+                          after next and the main model verifies it in the same forward call
+                          (DeepSeek-V3 5.4.3); the output is exactly greedy decoding's. Needs
+                          --temperature 0 and MTP weights; the stderr line adds the drafts'
+                          acceptance rate
   --max-batch N           sequences decoded together (default: all)
   --threads N             OpenMP/BLAS threads (default: the library default)
   --json                  print one JSON object per result (tokens, log-probs, text, finish)
@@ -78,6 +85,29 @@ std::vector<std::string> prompts_from_file(const std::string& path) {
   return out;
 }
 
+seekr::Speculation parse_speculation(const std::string& s) {
+  if (s == "none") return seekr::Speculation::kNone;
+  if (s == "mtp") return seekr::Speculation::kMtp;
+  throw seekr::Error("--speculative must be 'none' or 'mtp', got '" + s + "'");
+}
+
+std::vector<int32_t> parse_ids(const std::string& list) {
+  std::vector<int32_t> ids;
+  size_t at = 0;
+  while (at <= list.size()) {
+    const size_t end = std::min(list.find(',', at), list.size());
+    const std::string item = list.substr(at, end - at);
+    char* stop = nullptr;
+    const long long v = std::strtoll(item.c_str(), &stop, 10);
+    SEEKR_REQUIRE(!item.empty() && *stop == 0 && v >= 0 && v <= INT32_MAX,
+                  "--prompt-ids expects comma-separated token ids; got '", item, "' in '", list,
+                  "'");
+    ids.push_back(static_cast<int32_t>(v));
+    at = end + 1;
+  }
+  return ids;
+}
+
 seekr::AttentionMode parse_attention(const std::string& s) {
   if (s == "absorbed") return seekr::AttentionMode::kAbsorbed;
   if (s == "naive") return seekr::AttentionMode::kNaive;
@@ -93,6 +123,10 @@ int run_generate(int argc, char** argv) {
   if (args.has("prompt-file")) {
     for (auto& p : prompts_from_file(args.required("prompt-file"))) prompts.push_back(p);
   }
+  std::vector<std::vector<int32_t>> id_prompts;
+  if (args.has("prompt-ids"))
+    for (const std::string& list : repeated(argc, argv, "prompt-ids"))
+      id_prompts.push_back(parse_ids(list));
   const bool chat = args.flag("chat");
   GenerationRequest base;
   base.max_new_tokens = static_cast<int>(args.i64("max-new-tokens", 128));
@@ -106,14 +140,21 @@ int run_generate(int argc, char** argv) {
   const bool ignore_eos = args.flag("ignore-eos");
   GenerateOptions opt;
   opt.attention = parse_attention(args.str("attention", "absorbed"));
+  opt.speculation = parse_speculation(args.str("speculative", "none"));
   opt.max_batch = static_cast<int>(args.i64("max-batch", 0));
   const int threads = static_cast<int>(args.i64("threads", 0));
   const bool json = args.flag("json");
   args.finish();
-  SEEKR_REQUIRE(!prompts.empty(), "give --prompt TEXT or --prompt-file F");
+  SEEKR_REQUIRE(!prompts.empty() || !id_prompts.empty(),
+                "give --prompt TEXT, --prompt-file F or --prompt-ids LIST");
+  SEEKR_REQUIRE(!chat || id_prompts.empty(), "--chat does not apply to --prompt-ids");
   SEEKR_REQUIRE(base.max_new_tokens >= 0, "--max-new-tokens must be >= 0");
   SEEKR_REQUIRE(base.n >= 1, "--num-samples must be >= 1");
   base.sampling.validate();
+  const bool speculative = opt.speculation == Speculation::kMtp;
+  SEEKR_REQUIRE(!speculative || base.sampling.greedy(),
+                "--speculative mtp verifies drafts against greedy choices only: add "
+                "--temperature 0 (or leave out --speculative to sample)");
   if (threads > 0) {
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);
@@ -121,6 +162,8 @@ int run_generate(int argc, char** argv) {
 
   InferenceModel im = load_inference_model(dir);
   SEEKR_REQUIRE(im.tokenizer.has_value(), dir, "/tokenizer.json is missing; generate needs it");
+  SEEKR_REQUIRE(!speculative || im.mtp_weights, "--speculative mtp: ", dir,
+                " has no MTP module (num_nextn_predict_layers is 0 or its weights are missing)");
   const Tokenizer& tok = *im.tokenizer;
   opt.tokenizer = &tok;
   const int eos = im.model->config().eos_token_id;
@@ -133,6 +176,12 @@ int run_generate(int argc, char** argv) {
     r.prompt = tok.encode(text, /*add_special_tokens=*/true);
     SEEKR_REQUIRE(!r.prompt.empty(), "prompt ", i, " encodes to no tokens");
     r.seed = seed + 1000003ull * i;
+    reqs.push_back(std::move(r));
+  }
+  for (auto& ids : id_prompts) {
+    GenerationRequest r = base;
+    r.prompt = std::move(ids);
+    r.seed = seed + 1000003ull * reqs.size();
     reqs.push_back(std::move(r));
   }
   const bool single = reqs.size() == 1 && base.n == 1 && !json;
@@ -175,6 +224,14 @@ int run_generate(int argc, char** argv) {
                s.decode_tok_s(), s.max_batch,
                opt.attention == AttentionMode::kAbsorbed ? "absorbed" : "naive",
                s.cache_bytes_per_token);
+  if (speculative)
+    std::fprintf(stderr,
+                 "[speculative mtp: %lld of %lld drafts accepted (%.1f%%), %.2f tokens per decode "
+                 "step per sequence, decode %.1f tok/s]\n",
+                 static_cast<long long>(s.accepted_drafts), static_cast<long long>(s.drafts),
+                 100.0 * s.acceptance_rate(),
+                 s.decode_steps > 0 ? double(s.decode_tokens) / s.decode_steps / s.max_batch : 0.0,
+                 s.decode_tok_s());
   return 0;
 }
 

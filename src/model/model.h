@@ -100,6 +100,11 @@ class TrainGraph {
 // `max_len` positions each; forward() takes any mix of tokens from any slots (prefill: many
 // tokens of one slot; batched decode: one token of each of many slots). Tokens of the same slot
 // must come in increasing position order, and positions must follow what the slot already holds.
+//
+// When the config has MTP modules, the first one (k = 1) also runs here, with its own cache per
+// slot, so it can draft the token after next for speculative decoding (V3 §5.4.3). MTP row p of
+// a slot joins the main model's last hidden state at position p with the token at p + 1 and
+// predicts the token at p + 2, exactly as TrainGraph::mtp_logits(1) does.
 enum class AttentionMode {
   kAbsorbed,  // cache holds kv_lora_rank + qk_rope_head_dim floats per token per layer
   kNaive,     // cache holds expanded per-head K (dn+dr) and V (dv)
@@ -112,14 +117,29 @@ class InferenceSession {
   ~InferenceSession();
 
   // tokens[n], slots[n], positions[n]. Writes logits [n, V] for every token when `logits_rows`
-  // is null, else only for the rows i with logits_rows[i] != 0 (packed in order).
+  // is null, else only for the rows i with logits_rows[i] != 0 (packed in order). `hidden`, when
+  // given, receives [n, d]: every row's output of the last main block before the final norm,
+  // the input mtp_forward() needs.
   void forward(const int32_t* tokens, const int32_t* slots, const int32_t* positions, int n,
-               float* logits, const uint8_t* logits_rows = nullptr);
-  void reset_slot(int slot);  // forget a slot's cache
+               float* logits, const uint8_t* logits_rows = nullptr, float* hidden = nullptr);
+  // The MTP module over n rows: row i joins hidden[i] ([n, d], as forward() wrote it for
+  // position positions[i] of slot slots[i]) with the token at the next position,
+  // next_tokens[i]; its logits predict the token after that one. Rows enter the slot's MTP
+  // cache at positions[i], in the same order rules as forward() against mtp_length(slot).
+  // Logits as in forward(). Requires has_mtp().
+  void mtp_forward(const float* hidden, const int32_t* next_tokens, const int32_t* slots,
+                   const int32_t* positions, int n, float* logits,
+                   const uint8_t* logits_rows = nullptr);
+  bool has_mtp() const;        // the config has an MTP module
+  void reset_slot(int slot);   // forget a slot's cache (main and MTP)
   // Makes `dst` hold the same positions as `src` (e.g. one prefilled prompt shared by G
-  // samples); dst's previous contents are dropped.
+  // samples); dst's previous contents are dropped. The MTP cache is copied too.
   void copy_slot(int src, int dst);
-  int length(int slot) const; // positions held
+  // Forgets the positions >= `length` of a slot in the main and the MTP caches (a rejected
+  // draft token); a cache already shorter is left as it is.
+  void truncate(int slot, int length);
+  int length(int slot) const;      // positions held
+  int mtp_length(int slot) const;  // positions held by the MTP cache
   int max_seqs() const;
   int max_len() const;
   // Cache floats per token per layer (absorbed: rkv+dr; naive: H*(dn+dr+dv)).

@@ -66,6 +66,12 @@ struct Sequence {
   Rng rng;
   int slot = -1;
   int32_t next = -1;  // last sampled token, not yet in the cache
+  bool speculate = false;  // greedy under Speculation::kMtp: drafts with the MTP module
+  int32_t draft = -1;      // the MTP module's guess for the token after `next` (-1: none)
+  // This sequence's first row in the last main forward and that row's position: the rows of
+  // the hidden states the MTP module needs.
+  int row = 0;
+  int row_pos = 0;
   std::string bytes;  // decoded generated text (raw bytes), for stop strings and streaming
   size_t emitted = 0;
   bool done = false;
@@ -82,6 +88,15 @@ class Driver {
   void validate(const GenerationRequest& r, int index) const;
   void prefill(std::vector<Sequence*> batch);
   void decode_step();
+  // Whether s should draft its next-but-one token: a greedy speculating sequence with room for
+  // two more tokens, both in max_new_tokens and in its cache slot.
+  bool wants_draft(const Sequence& s) const;
+  // The token at position `pos` of s (prompt, then generated).
+  static int32_t token_at(const Sequence& s, size_t pos);
+  // Runs the MTP module over every sequence of `seqs` that wants a draft, on its positions
+  // that are in the main cache but not yet in the MTP cache (their hidden states are rows of
+  // `hidden` from the last main forward), and drafts from the last one.
+  void draft(const std::vector<Sequence*>& seqs, const float* hidden);
   // Records a sampled token and decides whether the sequence is finished.
   void accept(Sequence& s, const float* logits);
   void finish(Sequence& s, FinishReason why);
@@ -101,7 +116,14 @@ class Driver {
   // Forward buffers, reused every call.
   std::vector<int32_t> tok_, slot_, pos_;
   std::vector<uint8_t> rows_;
-  std::vector<float> logits_;
+  std::vector<float> logits_, hidden_;
+  // MTP module buffers: rows as in forward(), their hidden states, and who drafts from each
+  // logits row.
+  std::vector<int32_t> mtp_tok_, mtp_slot_, mtp_pos_;
+  std::vector<uint8_t> mtp_rows_;
+  std::vector<float> mtp_hidden_, mtp_logits_;
+  std::vector<Sequence*> drafting_;
+  bool speculate_ = false;  // some sequence speculates: forwards return hidden states
 };
 
 void Driver::validate(const GenerationRequest& r, int index) const {
@@ -123,6 +145,9 @@ void Driver::validate(const GenerationRequest& r, int index) const {
 }
 
 GenerationOutput Driver::run(const std::vector<GenerationRequest>& requests) {
+  SEEKR_REQUIRE(opt_.speculation == Speculation::kNone || session_.has_mtp(),
+                "generate: speculative decoding needs a model with an MTP module "
+                "(num_nextn_predict_layers >= 1)");
   GenerationOutput out;
   size_t total = 0;
   for (size_t i = 0; i < requests.size(); ++i) {
@@ -141,6 +166,8 @@ GenerationOutput Driver::run(const std::vector<GenerationRequest>& requests) {
       s.rng.reseed(requests[i].seed + j);
       s.res->request = static_cast<int>(i);
       s.res->sample = j;
+      s.speculate = opt_.speculation == Speculation::kMtp && requests[i].sampling.greedy();
+      speculate_ = speculate_ || s.speculate;
       if (requests[i].max_new_tokens == 0) {
         s.done = true;  // nothing to generate: no need to spend a prefill
         s.res->finish = FinishReason::kLength;
@@ -204,6 +231,7 @@ void Driver::prefill(std::vector<Sequence*> batch) {
   for (Sequence* s : firsts) {
     session_.reset_slot(s->slot);
     const auto& p = s->req->prompt;
+    s->row = static_cast<int>(tok_.size());
     for (size_t i = 0; i < p.size(); ++i) {
       tok_.push_back(p[i]);
       slot_.push_back(s->slot);
@@ -212,38 +240,119 @@ void Driver::prefill(std::vector<Sequence*> batch) {
     }
   }
   logits_.resize(firsts.size() * static_cast<size_t>(vocab_));
+  hidden_.resize(speculate_ ? tok_.size() * model_.config().hidden_size : 0);
   session_.forward(tok_.data(), slot_.data(), pos_.data(), static_cast<int>(tok_.size()),
-                   logits_.data(), rows_.data());
+                   logits_.data(), rows_.data(), speculate_ ? hidden_.data() : nullptr);
   stats_.prompt_tokens += static_cast<int64_t>(tok_.size());
   ++stats_.prefill_calls;
   for (size_t i = 0; i < batch.size(); ++i) {
     if (batch[i] != firsts[owner[i]]) session_.copy_slot(firsts[owner[i]]->slot, batch[i]->slot);
+    batch[i]->row = firsts[owner[i]]->row;  // siblings share the owner's hidden states
+    batch[i]->row_pos = 0;
     active_.push_back(batch[i]);
     accept(*batch[i], logits_.data() + owner[i] * vocab_);
   }
+  if (speculate_) draft(batch, hidden_.data());
   std::erase_if(active_, [](const Sequence* s) { return s->done; });
   stats_.prefill_seconds += seconds_since(t0);
 }
 
 void Driver::decode_step() {
   const auto t0 = Clock::now();
-  const int n = static_cast<int>(active_.size());
-  tok_.resize(n);
-  slot_.resize(n);
-  pos_.resize(n);
-  for (int i = 0; i < n; ++i) {
-    const Sequence& s = *active_[i];
-    tok_[i] = s.next;
-    slot_[i] = s.slot;
-    pos_[i] = static_cast<int32_t>(s.req->prompt.size() + s.res->tokens.size() - 1);
+  tok_.clear();
+  slot_.clear();
+  pos_.clear();
+  // Each sequence feeds its last token; a drafting one also feeds its draft right after, so
+  // that one forward call gives both the next token and, when the draft is right, the one
+  // after it.
+  for (Sequence* s : active_) {
+    s->row = static_cast<int>(tok_.size());
+    s->row_pos = static_cast<int>(s->req->prompt.size() + s->res->tokens.size() - 1);
+    tok_.push_back(s->next);
+    slot_.push_back(s->slot);
+    pos_.push_back(s->row_pos);
+    if (s->draft >= 0) {
+      tok_.push_back(s->draft);
+      slot_.push_back(s->slot);
+      pos_.push_back(s->row_pos + 1);
+    }
   }
+  const int n = static_cast<int>(tok_.size());
   logits_.resize(static_cast<size_t>(n) * vocab_);
-  session_.forward(tok_.data(), slot_.data(), pos_.data(), n, logits_.data());
-  for (int i = 0; i < n; ++i) accept(*active_[i], logits_.data() + static_cast<size_t>(i) * vocab_);
+  hidden_.resize(speculate_ ? static_cast<size_t>(n) * model_.config().hidden_size : 0);
+  session_.forward(tok_.data(), slot_.data(), pos_.data(), n, logits_.data(), nullptr,
+                   speculate_ ? hidden_.data() : nullptr);
+  for (Sequence* s : active_) {
+    const float* logits = logits_.data() + static_cast<size_t>(s->row) * vocab_;
+    const int32_t draft = s->draft;
+    s->draft = -1;
+    accept(*s, logits);
+    ++stats_.decode_tokens;
+    if (draft < 0) continue;
+    ++stats_.drafts;
+    if (s->next == draft) {
+      // The main model chose the draft, so the second row saw exactly the tokens plain
+      // decoding would feed: its logits give the following token.
+      ++stats_.accepted_drafts;
+      if (!s->done) {
+        accept(*s, logits + vocab_);
+        ++stats_.decode_tokens;
+      }
+    } else if (!s->done) {
+      session_.truncate(s->slot, s->row_pos + 1);  // forget the rejected draft
+    }
+  }
+  if (speculate_) draft(active_, hidden_.data());
   std::erase_if(active_, [](const Sequence* s) { return s->done; });
-  stats_.decode_tokens += n;
   ++stats_.decode_steps;
   stats_.decode_seconds += seconds_since(t0);
+}
+
+bool Driver::wants_draft(const Sequence& s) const {
+  if (!s.speculate || s.done) return false;
+  const size_t generated = s.res->tokens.size();
+  // The next step feeds `next` at prompt + generated - 1 and the draft after it.
+  return generated + 2 <= static_cast<size_t>(s.req->max_new_tokens) &&
+         s.req->prompt.size() + generated < static_cast<size_t>(session_.max_len());
+}
+
+int32_t Driver::token_at(const Sequence& s, size_t pos) {
+  const auto& p = s.req->prompt;
+  return pos < p.size() ? p[pos] : s.res->tokens[pos - p.size()];
+}
+
+void Driver::draft(const std::vector<Sequence*>& seqs, const float* hidden) {
+  const int d = model_.config().hidden_size;
+  mtp_tok_.clear();
+  mtp_slot_.clear();
+  mtp_pos_.clear();
+  mtp_rows_.clear();
+  mtp_hidden_.clear();
+  drafting_.clear();
+  for (Sequence* s : seqs) {
+    if (!wants_draft(*s)) continue;
+    // MTP row q joins the hidden state at q with the token at q + 1 (known up to `next`).
+    const int from = session_.mtp_length(s->slot), to = session_.length(s->slot);
+    SEEKR_CHECK(from >= s->row_pos && from < to, "MTP cache of slot ", s->slot, " holds ", from,
+                " positions; the main cache ", to, ", the last forward began at ", s->row_pos);
+    for (int q = from; q < to; ++q) {
+      mtp_tok_.push_back(token_at(*s, static_cast<size_t>(q) + 1));
+      mtp_slot_.push_back(s->slot);
+      mtp_pos_.push_back(q);
+      mtp_rows_.push_back(q + 1 == to);
+      const float* h = hidden + static_cast<size_t>(s->row + q - s->row_pos) * d;
+      mtp_hidden_.insert(mtp_hidden_.end(), h, h + d);
+    }
+    drafting_.push_back(s);
+  }
+  if (drafting_.empty()) return;
+  mtp_logits_.resize(drafting_.size() * static_cast<size_t>(vocab_));
+  session_.mtp_forward(mtp_hidden_.data(), mtp_tok_.data(), mtp_slot_.data(), mtp_pos_.data(),
+                       static_cast<int>(mtp_tok_.size()), mtp_logits_.data(), mtp_rows_.data());
+  for (size_t i = 0; i < drafting_.size(); ++i) {
+    const float* l = mtp_logits_.data() + i * vocab_;
+    drafting_[i]->draft = static_cast<int32_t>(std::max_element(l, l + vocab_) - l);
+  }
 }
 
 void Driver::accept(Sequence& s, const float* logits) {
@@ -383,6 +492,8 @@ GenerationOutput generate(const Model& model, const std::vector<GenerationReques
     a.prefill_calls += b.prefill_calls;
     a.prefill_seconds = std::max(a.prefill_seconds, b.prefill_seconds);
     a.decode_seconds = std::max(a.decode_seconds, b.decode_seconds);
+    a.drafts += b.drafts;
+    a.accepted_drafts += b.accepted_drafts;
     a.cache_bytes_per_token = std::max(a.cache_bytes_per_token, b.cache_bytes_per_token);
     a.max_batch += b.max_batch;
   }
@@ -412,7 +523,12 @@ InferenceModel load_inference_model(const std::string& dir) {
   InferenceModel m;
   m.dir = dir;
   m.model = std::make_unique<Model>(ModelConfig::from_file(dir + "/config.json"));
-  m.model->load(TensorSource::open(dir), /*allow_missing_mtp=*/true);
+  const TensorSource src = TensorSource::open(dir);
+  m.model->load(src, /*allow_missing_mtp=*/true);
+  const ModelConfig& c = m.model->config();
+  m.mtp_weights =
+      c.num_nextn_predict_layers > 0 &&
+      src.find("model.layers." + std::to_string(c.num_hidden_layers) + ".eh_proj.weight");
   if (file_exists(dir + "/tokenizer.json"))
     m.tokenizer = Tokenizer::from_file(dir + "/tokenizer.json");
   return m;

@@ -59,16 +59,21 @@ struct GenerationResult {
 struct GenerationStats {
   int64_t prompt_tokens = 0;     // prefilled (once per request: its samples share it)
   int64_t generated_tokens = 0;  // sampled, over all sequences
-  int64_t decode_tokens = 0;     // fed through batched decode steps
+  int64_t decode_tokens = 0;     // sampled in decode steps (each sequence's first comes from prefill)
   int decode_steps = 0;
   int prefill_calls = 0;
-  double prefill_seconds = 0.0;  // prefill forwards plus sampling each first token
-  double decode_seconds = 0.0;   // decode forwards plus sampling
+  double prefill_seconds = 0.0;  // prefill forwards plus sampling each first token (and drafting)
+  double decode_seconds = 0.0;   // decode forwards plus sampling (and drafting)
   size_t cache_bytes_per_token = 0;
   int max_batch = 0;  // cache slots used
+  // Speculative decoding: tokens the MTP module drafted and the main model then verified, and
+  // how many of them it accepted (the draft was its own greedy choice).
+  int64_t drafts = 0;
+  int64_t accepted_drafts = 0;
 
   double prefill_tok_s() const { return prefill_seconds > 0 ? prompt_tokens / prefill_seconds : 0; }
   double decode_tok_s() const { return decode_seconds > 0 ? decode_tokens / decode_seconds : 0; }
+  double acceptance_rate() const { return drafts > 0 ? double(accepted_drafts) / drafts : 0; }
 };
 
 struct GenerationOutput {
@@ -77,9 +82,20 @@ struct GenerationOutput {
   GenerationStats stats;
 };
 
+enum class Speculation {
+  kNone,
+  // The MTP module drafts the token after next; the main model verifies it in the same forward
+  // call that computes the next token (V3 §5.4.3). Greedy sequences only: their tokens are the
+  // same as without it. Sampled sequences in the same call decode one token per step.
+  kMtp,
+};
+
 struct GenerateOptions {
   const Tokenizer* tokenizer = nullptr;  // for text and stop strings
   AttentionMode attention = AttentionMode::kAbsorbed;
+  // kMtp needs a model with an MTP module (InferenceSession::has_mtp(); generate throws
+  // otherwise).
+  Speculation speculation = Speculation::kNone;
   int max_batch = 0;  // sequences in flight (cache slots); 0: all of them
   // Positions per cache slot; 0: the longest prompt + max_new_tokens, capped at the config's
   // max_position_embeddings.
@@ -119,6 +135,7 @@ struct InferenceModel {
   std::string dir;
   std::unique_ptr<Model> model;
   std::optional<Tokenizer> tokenizer;
+  bool mtp_weights = false;  // the config has an MTP module and the weights include it
 };
 InferenceModel load_inference_model(const std::string& dir);
 
