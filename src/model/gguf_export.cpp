@@ -10,6 +10,7 @@
 #include "core/file_io.h"
 #include "core/safetensors.h"
 #include "model/config.h"
+#include "model/convert.h"
 #include "model/weights.h"
 
 namespace seekr {
@@ -271,6 +272,8 @@ class Source {
     return t;
   }
   const std::vector<int64_t>& shape(const std::string& name) const { return view(name).shape; }
+  // The tensor as F32 (an F8_E4M3 weight dequantised with its weight_scale_inv).
+  void read(const std::string& name, float* dst) const { read_tensor_f32(src_, view(name), dst); }
 
  private:
   std::string dir_;
@@ -289,10 +292,9 @@ class Exporter {
     const Source& s = src_;
     w_.add_tensor(gguf_name, t.shape, type_for(gguf_name, t.shape.size()),
                   [&s, hf_name, scale](float* dst) {
-                    const TensorView& v = s.view(hf_name);
-                    copy_to_f32(v, dst);
+                    s.read(hf_name, dst);
                     if (scale != 1.0f)
-                      for (int64_t i = 0; i < v.numel(); ++i) dst[i] *= scale;
+                      for (int64_t i = 0; i < s.view(hf_name).numel(); ++i) dst[i] *= scale;
                   });
   }
 
@@ -307,9 +309,8 @@ class Exporter {
     const Source& s = src_;
     w_.add_tensor(gguf_name, shape, opt_.type, [&s, names](float* dst) {
       for (const std::string& n : names) {
-        const TensorView& v = s.view(n);
-        copy_to_f32(v, dst);
-        dst += v.numel();
+        s.read(n, dst);
+        dst += s.view(n).numel();
       }
     });
   }
@@ -322,9 +323,8 @@ class Exporter {
                   r = c_.kv_lora_rank;
     const Source& s = src_;
     auto load = [&s, hf_name] {
-      const TensorView& v = s.view(hf_name);
-      std::vector<float> kvb(v.numel());
-      copy_to_f32(v, kvb.data());
+      std::vector<float> kvb(s.view(hf_name).numel());
+      s.read(hf_name, kvb.data());
       return kvb;
     };
     w_.add_tensor(blk + ".attn_k_b.weight", {H, r, dn}, opt_.type, [=](float* dst) {

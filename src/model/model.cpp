@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "core/check.h"
 #include "core/rng.h"
 #include "core/safetensors.h"
+#include "model/convert.h"
 
 namespace seekr {
 namespace {
@@ -13,6 +15,39 @@ std::string shape_string(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
   return s + "]";
+}
+
+// The MTP modules' own copies of the embedding and output head, when a checkpoint stores them
+// (README_WEIGHTS: they share parameters with the main model): each must equal the main tensor,
+// which is the one seekr keeps.
+void check_mtp_shared_copies(const TensorSource& src, const ModelConfig& c, const ModelWeights& w) {
+  const int64_t n = int64_t{c.vocab_size} * c.hidden_size;
+  const std::vector<int64_t> shape{c.vocab_size, c.hidden_size};
+  for (int k = 0; k < c.num_nextn_predict_layers; ++k) {
+    const std::string p = "model.layers." + std::to_string(c.num_hidden_layers + k);
+    struct Copy {
+      std::string name;
+      const char* main;
+      const float* data;
+    };
+    const Copy copies[] = {
+        {p + ".embed_tokens.weight", "model.embed_tokens.weight", w.embed},
+        {p + ".shared_head.head.weight",
+         c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight", w.lm_head}};
+    for (const auto& [name, main, mine] : copies) {
+      const TensorView* t = src.find(name);
+      if (!t) continue;
+      SEEKR_REQUIRE(t->shape == shape, src.path(), ": tensor '", name, "' has shape ",
+                    shape_string(t->shape), ", the config needs ", shape_string(shape));
+      std::vector<float> copy(static_cast<size_t>(n));
+      read_tensor_f32(src, *t, copy.data());
+      for (int64_t j = 0; j < n; ++j)
+        SEEKR_REQUIRE(std::memcmp(&copy[j], &mine[j], sizeof(float)) == 0, src.path(), ": tensor '",
+                      name, "' differs from '", main, "' at element ", j, " (", copy[j], " vs ",
+                      mine[j], "); the MTP module shares the main model's ",
+                      "embedding and output head, and seekr keeps one copy");
+    }
+  }
 }
 }  // namespace
 
@@ -50,6 +85,7 @@ void Model::init_weights(uint64_t seed) {
 void Model::zero_grads() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
 
 void Model::load(const TensorSource& src, bool allow_missing_mtp) {
+  check_checkpoint_quantization(src);
   const auto& specs = layout_.specs();
   for (size_t i = 0; i < specs.size(); ++i) {
     const TensorSpec& s = specs[i];
@@ -68,8 +104,9 @@ void Model::load(const TensorSource& src, bool allow_missing_mtp) {
                   shape_string(t->shape), ", the config needs ", shape_string(s.shape));
     float* p = (s.kind == TensorKind::kParam ? params_.data() : buffers_.data()) +
                layout_.offsets()[i];
-    copy_to_f32(*t, p);
+    read_tensor_f32(src, *t, p);
   }
+  check_mtp_shared_copies(src, config_, w_);
 }
 
 void Model::add_to(SafetensorsWriter& out) const {

@@ -40,7 +40,8 @@ class Model {
   // normal(0, initializer_range) for matrices, 1 for norms, 0 for correction biases.
   void init_weights(uint64_t seed);
   void zero_grads();
-  // Copies every tensor from `src` (F32/F16/BF16 converted to F32); throws seekr::Error naming
+  // Copies every tensor from `src` (F32/F16/BF16, and F8_E4M3 with its 128x128 weight_scale_inv
+  // dequantised; see model/convert.h, all converted to F32); throws seekr::Error naming
   // a missing tensor or a shape mismatch. MTP tensors are optional when `allow_missing_mtp`.
   void load(const TensorSource& src, bool allow_missing_mtp = false);
   // Adds every parameter and buffer under its HF name (F32). The model must outlive `out`'s write.
