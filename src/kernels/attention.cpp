@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "core/scratch.h"
 #include "kernels/ops.h"
 #include "kernels/simd.h"
 
@@ -106,7 +107,8 @@ void attention_backward(const AttentionShape& s, const float* q, const float* k,
   const int nblocks = (T + kRowBlock - 1) / kRowBlock;
 #pragma omp parallel
   {
-    std::vector<float> dS(static_cast<size_t>(std::min(T, kRowBlock)) * T);  // [rows, i1]
+    thread_local std::vector<float> dS_buf;  // per-thread scratch, rewritten by each gemm
+    float* dS = grown(dS_buf, static_cast<size_t>(std::min(T, kRowBlock)) * T);  // [rows, i1]
 #pragma omp for schedule(static)
     for (int bh = 0; bh < s.B * s.H; ++bh) {
       const int b = bh / s.H, h = bh % s.H;
@@ -125,21 +127,21 @@ void attention_backward(const AttentionShape& s, const float* q, const float* k,
         // dV[0:i1] (+)= P[i0:i1, 0:i1]ᵀ · dO[i0:i1]
         gemm(true, false, i1, s.dv, rows, 1.0f, Pb, T, dOb, out_stride, beta, dV, s.v_stride);
         // dP[i0:i1, 0:i1] = dO[i0:i1] · V[0:i1]ᵀ   -> dS, ld = i1
-        gemm(false, true, rows, i1, s.dv, 1.0f, dOb, out_stride, hv.v, s.v_stride, 0.0f, dS.data(),
+        gemm(false, true, rows, i1, s.dv, 1.0f, dOb, out_stride, hv.v, s.v_stride, 0.0f, dS,
              i1);
         for (int r = 0; r < rows; ++r) {
           const float* p = Pb + static_cast<int64_t>(r) * T;
-          float* d = dS.data() + static_cast<int64_t>(r) * i1;
+          float* d = dS + static_cast<int64_t>(r) * i1;
           const int n = i0 + r + 1;  // causal: columns past the diagonal have p = 0
           const float c = simd::dot(p, d, n);
           for (int j = 0; j < n; ++j) d[j] = p[j] * (d[j] - c);
           std::fill(d + n, d + i1, 0.0f);
         }
         // dQ[i0:i1] = scale · dS · K[0:i1]
-        gemm(false, false, rows, s.dqk, i1, s.scale, dS.data(), i1, hv.k, s.k_stride, 0.0f,
+        gemm(false, false, rows, s.dqk, i1, s.scale, dS, i1, hv.k, s.k_stride, 0.0f,
              dQ + static_cast<int64_t>(i0) * s.q_stride, s.q_stride);
         // dK[0:i1] (+)= scale · dSᵀ · Q[i0:i1]
-        gemm(true, false, i1, s.dqk, rows, s.scale, dS.data(), i1,
+        gemm(true, false, i1, s.dqk, rows, s.scale, dS, i1,
              hv.q + static_cast<int64_t>(i0) * s.q_stride, s.q_stride, beta, dK, s.k_stride);
       }
     }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "core/scratch.h"
 #include "kernels/simd.h"
 
 #if SEEKR_AVX2 && defined(__F16C__)
@@ -263,15 +264,19 @@ void quantize_rows(const float* x, float* s, int rows, int cols, Fp8Tiling tilin
                    RowFn row_fn) {
   const int h = tile_rows(tiling);
   const Fp8ScaleShape ss = fp8_scale_shape(tiling, rows, cols);
-  std::vector<float> colmax(cols), srow(cols), scratch(s ? 0 : ss.cols);
+  // Per-thread scratch, grown once: the training step quantises on every GEMM.
+  thread_local std::vector<float> colmax_buf, srow_buf, scratch_buf;
+  float* colmax = grown(colmax_buf, cols);
+  float* srow = grown(srow_buf, cols);
+  float* scratch = grown(scratch_buf, ss.cols);
   for (int r0 = 0; r0 < rows; r0 += h) {
     const int r1 = std::min(rows, r0 + h);
-    float* sr = s ? s + static_cast<int64_t>(r0 / h) * ss.cols : scratch.data();
+    float* sr = s ? s + static_cast<int64_t>(r0 / h) * ss.cols : scratch;
     // One-row tiles reduce x directly; taller ones first reduce their rows to column maxima.
     const float* amax_src = x + static_cast<int64_t>(r0) * cols;
     if (h > 1) {
-      abs_max_cols(amax_src, r1 - r0, cols, colmax.data());
-      amax_src = colmax.data();
+      abs_max_cols(amax_src, r1 - r0, cols, colmax);
+      amax_src = colmax;
     }
     if (tiling == Fp8Tiling::k128x1) {
       for (int j = 0; j < cols; ++j) sr[j] = tile_scale(colmax[j], fmt);
@@ -281,8 +286,8 @@ void quantize_rows(const float* x, float* s, int rows, int cols, Fp8Tiling tilin
         sr[b] = tile_scale(abs_max(amax_src + j0, j1 - j0), fmt);
       }
     }
-    expand_scales(sr, tiling, cols, srow.data());
-    for (int r = r0; r < r1; ++r) row_fn(r, srow.data());
+    expand_scales(sr, tiling, cols, srow);
+    for (int r = r0; r < r1; ++r) row_fn(r, srow);
   }
 }
 
@@ -576,12 +581,13 @@ void fp8_dequantize(const uint8_t* q, const float* s, float* x, int rows, int co
                     Fp8Tiling tiling) {
   const int h = tile_rows(tiling);
   const Fp8ScaleShape ss = fp8_scale_shape(tiling, rows, cols);
-  std::vector<float> srow(cols);
+  thread_local std::vector<float> srow_buf;
+  float* srow = grown(srow_buf, cols);
   for (int r = 0; r < rows; ++r) {
     if (r % h == 0)
-      expand_scales(s + static_cast<int64_t>(r / h) * ss.cols, tiling, cols, srow.data());
+      expand_scales(s + static_cast<int64_t>(r / h) * ss.cols, tiling, cols, srow);
     const int64_t off = static_cast<int64_t>(r) * cols;
-    decode_span<E4M3>(q + off, srow.data(), x + off, cols);
+    decode_span<E4M3>(q + off, srow, x + off, cols);
   }
 }
 

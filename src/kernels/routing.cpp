@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "core/scratch.h"
 
 namespace seekr {
 namespace {
@@ -22,10 +23,14 @@ void route_forward(const RoutingParams& p, const float* logits, const float* bia
   SEEKR_CHECK(E % G == 0 && K <= E && p.topk_group <= G);
 #pragma omp parallel
   {
-    std::vector<float> choice(E);
-    std::vector<float> group_score(G);
-    std::vector<int> order(std::max(E, G));
-    std::vector<char> keep(G);
+    // Per-thread scratch, every entry rewritten for each row.
+    thread_local std::vector<float> choice_buf, group_buf;
+    thread_local std::vector<int> order_buf;
+    thread_local std::vector<char> keep_buf;
+    float* choice = grown(choice_buf, E);
+    float* group_score = grown(group_buf, G);
+    int* order = grown(order_buf, std::max(E, G));
+    char* keep = grown(keep_buf, G);
 #pragma omp for
     for (int n = 0; n < N; ++n) {
       const float* l = logits + int64_t(n) * E;
@@ -43,7 +48,7 @@ void route_forward(const RoutingParams& p, const float* logits, const float* bia
       for (int e = 0; e < E; ++e) choice[e] = s[e] + (bias ? bias[e] : 0.0f);
       if (G > 1) {
         for (int g = 0; g < G; ++g) {
-          const float* c = choice.data() + g * per_group;
+          const float* c = choice + g * per_group;
           float top1 = -INFINITY, top2 = -INFINITY;
           for (int j = 0; j < per_group; ++j) {
             if (c[j] > top1) {
@@ -56,17 +61,17 @@ void route_forward(const RoutingParams& p, const float* logits, const float* bia
           group_score[g] = p.group_top2_sum ? top1 + top2 : top1;
         }
         for (int g = 0; g < G; ++g) order[g] = g;
-        std::partial_sort(order.begin(), order.begin() + p.topk_group, order.begin() + G,
+        std::partial_sort(order, order + p.topk_group, order + G,
                           [&](int a, int b) {
                             return ranks_before(group_score[a], a, group_score[b], b);
                           });
-        std::fill(keep.begin(), keep.end(), 0);
+        std::fill(keep, keep + G, 0);
         for (int i = 0; i < p.topk_group; ++i) keep[order[i]] = 1;
         for (int e = 0; e < E; ++e)
           if (!keep[e / per_group]) choice[e] = -INFINITY;
       }
       for (int e = 0; e < E; ++e) order[e] = e;
-      std::partial_sort(order.begin(), order.begin() + K, order.begin() + E, [&](int a, int b) {
+      std::partial_sort(order, order + K, order + E, [&](int a, int b) {
         return ranks_before(choice[a], a, choice[b], b);
       });
       int32_t* id = idx + int64_t(n) * K;
@@ -88,16 +93,17 @@ void route_backward(const RoutingParams& p, const float* scores, const int32_t* 
   const int E = p.E, K = p.K;
 #pragma omp parallel
   {
-    std::vector<float> ds(E);
+    thread_local std::vector<float> ds_buf;
+    float* ds = grown(ds_buf, E);
 #pragma omp for
     for (int n = 0; n < N; ++n) {
       const float* s = scores + int64_t(n) * E;
       const int32_t* id = idx + int64_t(n) * K;
       const float* dw = dweights + int64_t(n) * K;
       if (dscores_extra) {
-        std::copy(dscores_extra + int64_t(n) * E, dscores_extra + int64_t(n + 1) * E, ds.begin());
+        std::copy(dscores_extra + int64_t(n) * E, dscores_extra + int64_t(n + 1) * E, ds);
       } else {
-        std::fill(ds.begin(), ds.end(), 0.0f);
+        std::fill(ds, ds + E, 0.0f);
       }
       // w_k = scale * s_k / S (normalised) or scale * s_k.
       if (p.norm_topk) {

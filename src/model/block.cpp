@@ -114,7 +114,8 @@ void ffn_forward(const Dims& D, const ModelConfig& c, const LayerWeights& w, con
   ensure(a.row_token, size_t(N) * K);
   ensure(a.row_slot, size_t(N) * K);
   {
-    std::vector<int32_t> fill(a.offset.begin(), a.offset.end() - 1);
+    a.fill.assign(a.offset.begin(), a.offset.end() - 1);
+    std::vector<int32_t>& fill = a.fill;
     for (int t = 0; t < N; ++t)
       for (int k = 0; k < K; ++k) {
         const int r = fill[a.idx[size_t(t) * K + k]]++;
@@ -159,7 +160,10 @@ void ffn_forward(const Dims& D, const ModelConfig& c, const LayerWeights& w, con
   if (balance_alpha > 0) {
     SEEKR_CHECK(B * Tb == N);
     ensure(a.dscores_balance, size_t(N) * E);
-    std::vector<double> f(E), P(E);
+    a.bal_f.resize(E);
+    a.bal_P.resize(E);
+    std::vector<double>& f = a.bal_f;
+    std::vector<double>& P = a.bal_P;
     for (int b = 0; b < B; ++b) {
       std::fill(f.begin(), f.end(), 0.0);
       std::fill(P.begin(), P.end(), 0.0);

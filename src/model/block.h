@@ -32,6 +32,8 @@ struct FfnActs {
   std::vector<float> rlogits, scores, weights;  // [N, E], [N, E], [N, K]
   std::vector<int32_t> idx;                     // [N, K]
   std::vector<int32_t> offset;                  // [E+1] rows of each expert in the grouped buffers
+  std::vector<int32_t> fill;                    // [E] counting-sort cursors (scratch)
+  std::vector<double> bal_f, bal_P;             // [E] balance-loss f_i and P_i (scratch)
   std::vector<int32_t> row_token, row_slot;     // [N*K] token and top-k slot of each grouped row
   std::vector<float> xe, ge, ue, ae, ye;        // [N*K, d|Im|Im|Im|d] grouped by expert
   std::vector<float> gs, us, as;                // [N, Is] shared experts

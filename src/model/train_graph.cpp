@@ -33,6 +33,10 @@ struct TrainGraph::Impl {
     std::vector<float> h_out;                // [rows, d] block output
     std::vector<float> ho_n, ho_rstd;        // shared_head.norm
     std::vector<float> logits;               // [rows, V]
+    std::vector<int32_t> ids, posk;          // [rows] tokens t[i+k], positions i
+    // backward scratch, [rows, d] each (dcat [rows, 2d]); dprev_full is the gradient this
+    // module sends to the previous module's output, [B, T-k+1, d]
+    std::vector<float> dho, dh_out, dh_in, dcat, den, dhn, de, dprev, dprev_full;
   };
   std::vector<Mtp> mtp;
   std::vector<std::vector<int64_t>> load;
@@ -126,7 +130,8 @@ void TrainGraph::forward(const int32_t* tokens, int B, int T, const TrainOptions
     mt.rows = rows;
     mt.h_prev.resize(size_t(rows) * d);
     mt.e.resize(size_t(rows) * d);
-    std::vector<int32_t> ids(rows);
+    std::vector<int32_t>& ids = mt.ids;
+    ids.resize(rows);
     const float* prev = k == 1 ? m.x_last.data() : m.mtp[k - 2].h_out.data();
     const int prev_T = T - (k - 1);
     for (int b = 0; b < B; ++b)
@@ -150,7 +155,8 @@ void TrainGraph::forward(const int32_t* tokens, int B, int T, const TrainOptions
     mt.h_in.resize(size_t(rows) * d);
     linear_forward(D.linear, mt.cat.data(), lw.eh_proj, mt.h_in.data(), rows, 2 * d, d);  // [rows, d]
     mt.h_out.resize(size_t(rows) * d);
-    std::vector<int32_t> posk(rows);
+    std::vector<int32_t>& posk = mt.posk;
+    posk.resize(rows);
     for (int r = 0; r < rows; ++r) posk[r] = r % Tk;
     block_forward(D, c, m.rope, lw, mt.h_in.data(), mt.h_out.data(), B, Tk, posk.data(),
                   opt.balance_alpha, m.acts[L + k - 1]);
@@ -187,45 +193,43 @@ void TrainGraph::backward(float* dlogits, const std::vector<float*>& dmtp) {
                      dx_last.data(), g.final_norm, N, d, 0.0f);
   }
   // MTP modules, last first: module k's input gradient flows into module k-1's output.
-  std::vector<float> dh_out_next;  // gradient on h_out of module k (from module k+1), [rows_k, d]
   for (int k = nm; k >= 1; --k) {
     Impl::Mtp& mt = m.mtp[k - 1];
     const LayerWeights& lw = w.layers[L + k - 1];
     const LayerWeights& lg = g.layers[L + k - 1];
     const int rows = mt.rows, Tk = T - k;
-    std::vector<float> dho(size_t(rows) * d), dh_out(size_t(rows) * d);
+    // Gradient on h_out from module k+1 (its input came from this module's output), if any.
+    const std::vector<float>* from_next = k < nm ? &m.mtp[k].dprev_full : nullptr;
+    std::vector<float>&dho = mt.dho, &dh_out = mt.dh_out;
+    dho.resize(size_t(rows) * d);
+    dh_out.resize(size_t(rows) * d);
     matmul_dyt_x(dmtp[k - 1], mt.ho_n.data(), g.lm_head, rows, d, D.V);
     matmul_dy_w(dmtp[k - 1], w.lm_head, dho.data(), rows, d, D.V);
-    if (!dh_out_next.empty()) {
-      dh_out = dh_out_next;
-    }
+    if (from_next) std::copy(from_next->begin(), from_next->begin() + dh_out.size(), dh_out.begin());
     rmsnorm_backward(dho.data(), mt.h_out.data(), lw.head_norm, mt.ho_rstd.data(),
-                     dh_out.data(), lg.head_norm, rows, d, dh_out_next.empty() ? 0.0f : 1.0f);
-    std::vector<float> dh_in(size_t(rows) * d);
-    std::vector<int32_t> posk(rows);
-    for (int r = 0; r < rows; ++r) posk[r] = r % Tk;
-    block_backward(D, c, m.rope, lw, lg, dh_out.data(), dh_in.data(), B, Tk, posk.data(),
+                     dh_out.data(), lg.head_norm, rows, d, from_next ? 1.0f : 0.0f);
+    std::vector<float>& dh_in = mt.dh_in;
+    dh_in.resize(size_t(rows) * d);
+    block_backward(D, c, m.rope, lw, lg, dh_out.data(), dh_in.data(), B, Tk, mt.posk.data(),
                    m.acts[L + k - 1], m.scratch);
-    std::vector<float> dcat(size_t(rows) * 2 * d);
+    std::vector<float>& dcat = mt.dcat;
+    dcat.resize(size_t(rows) * 2 * d);
     linear_wgrad(D.linear, dh_in.data(), mt.cat.data(), lg.eh_proj, rows, 2 * d, d);
     linear_dgrad(D.linear, dh_in.data(), lw.eh_proj, dcat.data(), rows, 2 * d, d);
-    std::vector<float> den(size_t(rows) * d), dhn(size_t(rows) * d);
+    std::vector<float>&den = mt.den, &dhn = mt.dhn, &de = mt.de, &dprev = mt.dprev;
+    for (auto* v : {&den, &dhn, &de, &dprev}) v->resize(size_t(rows) * d);
     for (int r = 0; r < rows; ++r) {
       std::memcpy(&den[size_t(r) * d], &dcat[size_t(r) * 2 * d], sizeof(float) * d);
       std::memcpy(&dhn[size_t(r) * d], &dcat[size_t(r) * 2 * d + d], sizeof(float) * d);
     }
-    std::vector<float> de(size_t(rows) * d), dprev(size_t(rows) * d);
     rmsnorm_backward(den.data(), mt.e.data(), lw.enorm, mt.e_rstd.data(), de.data(), lg.enorm,
                      rows, d, 0.0f);
     rmsnorm_backward(dhn.data(), mt.h_prev.data(), lw.hnorm, mt.h_rstd.data(), dprev.data(),
                      lg.hnorm, rows, d, 0.0f);
-    std::vector<int32_t> ids(rows);
-    for (int b = 0; b < B; ++b)
-      for (int i = 0; i < Tk; ++i) ids[b * Tk + i] = m.tokens[b * T + i + k];
-    embed_backward(g.embed, ids.data(), de.data(), rows, d);
+    embed_backward(g.embed, mt.ids.data(), de.data(), rows, d);  // ids: t[i+k], as forward
     // Scatter dprev into the previous stage's rows (b, i), i < Tk, of length prev_T.
     const int prev_T = T - (k - 1);
-    std::vector<float> dprev_full;
+    std::vector<float>& dprev_full = mt.dprev_full;
     float* target;
     if (k == 1) {
       target = dx_last.data();
@@ -239,7 +243,6 @@ void TrainGraph::backward(float* dlogits, const std::vector<float*>& dmtp) {
         const float* s = &dprev[(size_t(b) * Tk + i) * d];
         for (int j = 0; j < d; ++j) t[j] += s[j];
       }
-    dh_out_next = std::move(dprev_full);
   }
   // Main layers, last first.
   // dx_last and dprev take turns as the block's output and input gradient: [N, d] each.

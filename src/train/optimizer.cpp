@@ -6,6 +6,7 @@
 
 #include "core/check.h"
 #include "core/dtype.h"
+#include "core/scratch.h"
 #include "core/safetensors.h"
 #include "model/weights.h"
 
@@ -44,6 +45,10 @@ AdamW::AdamW(std::vector<ParamSegment> segments, size_t total, const AdamWConfig
     SEEKR_CHECK(s.offset + s.numel <= total, s.name, " exceeds the block");
     ranges.emplace_back(s.offset, s.offset + s.numel);
   }
+  // The step's work list, cut once: a step must not allocate.
+  for (const auto& s : segments_)
+    for (size_t b = s.offset; b < s.offset + s.numel; b += kChunk)
+      chunks_.push_back({b, std::min(b + kChunk, s.offset + s.numel), s.decay});
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i)
     SEEKR_CHECK(ranges[i].first >= ranges[i - 1].second, "overlapping parameter segments");
@@ -63,14 +68,7 @@ void AdamW::step(float* params, const float* grads, double lr) {
   const float eps = static_cast<float>(config_.eps);
   const float decay_mul = static_cast<float>(1.0 - lr * config_.weight_decay);
 
-  struct Work {
-    size_t begin, end;
-    float mul;
-  };
-  std::vector<Work> work;
-  for (const auto& s : segments_)
-    for (size_t b = s.offset; b < s.offset + s.numel; b += kChunk)
-      work.push_back({b, std::min(b + kChunk, s.offset + s.numel), s.decay ? decay_mul : 1.0f});
+  const std::vector<Chunk>& work = chunks_;
 
   // Purely elementwise: the result does not depend on the thread count. The BF16 variant
   // widens, updates in FP32 exactly as above, and rounds the moments back (RNE).
@@ -87,10 +85,11 @@ void AdamW::step(float* params, const float* grads, double lr) {
     uint16_t* v = exp_avg_sq_bf16_.data();
 #pragma omp parallel for schedule(static)
     for (size_t w = 0; w < work.size(); ++w) {
-      const Work wk = work[w];
+      const Chunk wk = work[w];
+      const float mul = wk.decay ? decay_mul : 1.0f;
       for (size_t i = wk.begin; i < wk.end; ++i) {
         float mi, vi;
-        update(i, bf16_to_f32(m[i]), bf16_to_f32(v[i]), mi, vi, wk.mul);
+        update(i, bf16_to_f32(m[i]), bf16_to_f32(v[i]), mi, vi, mul);
         m[i] = f32_to_bf16(mi);
         v[i] = f32_to_bf16(vi);
       }
@@ -101,9 +100,10 @@ void AdamW::step(float* params, const float* grads, double lr) {
   float* v = exp_avg_sq_.data();
 #pragma omp parallel for schedule(static)
   for (size_t w = 0; w < work.size(); ++w) {
-    const Work wk = work[w];
+    const Chunk wk = work[w];
+    const float mul = wk.decay ? decay_mul : 1.0f;
 #pragma omp simd
-    for (size_t i = wk.begin; i < wk.end; ++i) update(i, m[i], v[i], m[i], v[i], wk.mul);
+    for (size_t i = wk.begin; i < wk.end; ++i) update(i, m[i], v[i], m[i], v[i], mul);
   }
 }
 
@@ -171,7 +171,8 @@ void AdamW::load(const TensorSource& src) {
 
 double sum_of_squares(const float* x, size_t n) {
   const size_t chunks = (n + kChunk - 1) / kChunk;
-  std::vector<double> partial(chunks, 0.0);
+  thread_local std::vector<double> partial_buf;  // grows once; a step must not allocate
+  double* partial = grown(partial_buf, chunks);
 #pragma omp parallel for schedule(static)
   for (size_t c = 0; c < chunks; ++c) {
     const size_t end = std::min(n, (c + 1) * kChunk);
@@ -181,7 +182,7 @@ double sum_of_squares(const float* x, size_t n) {
     partial[c] = s;
   }
   double total = 0.0;
-  for (double p : partial) total += p;
+  for (size_t c = 0; c < chunks; ++c) total += partial[c];
   return total;
 }
 

@@ -71,6 +71,11 @@ class AdamW {
   std::vector<ParamSegment> segments_;
   AdamWConfig config_;
   size_t total_ = 0;
+  struct Chunk {  // a stretch of one segment: [begin, end), weight decay or not
+    size_t begin, end;
+    bool decay;
+  };
+  std::vector<Chunk> chunks_;
   std::vector<float> exp_avg_, exp_avg_sq_;                 // FP32 moments, or empty
   std::vector<uint16_t> exp_avg_bf16_, exp_avg_sq_bf16_;    // BF16 moments, or empty
   int64_t steps_ = 0;

@@ -36,6 +36,13 @@ Trainer::Trainer(Model& model, const TrainHyper& hp)
 Trainer::~Trainer() = default;
 
 StepResult Trainer::step(std::span<const int32_t* const> micro, int B, int T, double lr) {
+  StepResult r;
+  step(micro, B, T, lr, r);
+  return r;
+}
+
+void Trainer::step(std::span<const int32_t* const> micro, int B, int T, double lr,
+                   StepResult& r) {
   const ModelConfig& c = model_.config();
   const int A = static_cast<int>(micro.size());
   const int N = B * T, V = c.vocab_size, D = c.num_nextn_predict_layers;
@@ -49,15 +56,16 @@ StepResult Trainer::step(std::span<const int32_t* const> micro, int B, int T, do
   topt.mtp = run_mtp;
   topt.precision = hp_.precision;
 
-  StepResult r;
-  r.load.assign(layers, {});
+  r.loss = r.ce = r.mtp = r.balance = r.grad_norm = 0;
+  r.load.resize(layers);
   for (int l = 0; l < layers; ++l)
-    if (c.is_moe_layer(l)) r.load[l].assign(c.n_routed_experts, 0);
+    r.load[l].assign(c.is_moe_layer(l) ? c.n_routed_experts : 0, 0);  // keeps its capacity
 
   model_.zero_grads();
   inputs_.resize(N);
   targets_.resize(N);
-  std::vector<float*> dmtp(D, nullptr);
+  dmtp_.assign(D, nullptr);
+  std::vector<float*>& dmtp = dmtp_;
   for (int a = 0; a < A; ++a) {
     const int32_t* tok = micro[a];  // [B, T+1]
     for (int b = 0; b < B; ++b)
@@ -110,7 +118,6 @@ StepResult Trainer::step(std::span<const int32_t* const> micro, int B, int T, do
                 optimizer_.steps() + 1, " (the last checkpoint is intact; try a lower --lr)");
   optimizer_.step(model_.params().data(), grads.data(), lr);
   if (hp_.bias_gamma > 0) model_.update_correction_bias(r.load, static_cast<float>(hp_.bias_gamma));
-  return r;
 }
 
 double Trainer::eval_ce(const int32_t* tokens, int B, int T) {

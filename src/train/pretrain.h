@@ -50,6 +50,9 @@ class Trainer {
   // accumulated with every loss scaled by 1/micro.size(); then clipping, AdamW at `lr` and,
   // when γ > 0, Model::update_correction_bias with the load summed over the micro-batches.
   StepResult step(std::span<const int32_t* const> micro, int B, int T, double lr);
+  // The same, into `out`, whose storage is reused: with the same shapes as the step before,
+  // a step makes no heap allocation (tests/test_no_alloc.cpp).
+  void step(std::span<const int32_t* const> micro, int B, int T, double lr, StepResult& out);
   // Mean main-model CE of tokens [B, T+1] (no MTP, no balance loss, no gradients).
   double eval_ce(const int32_t* tokens, int B, int T);
 
@@ -63,6 +66,7 @@ class Trainer {
   AdamW optimizer_;
   std::unique_ptr<TrainGraph> graph_;
   std::vector<int32_t> inputs_, targets_, mtp_targets_;
+  std::vector<float*> dmtp_;
 };
 
 struct PretrainOptions {
