@@ -53,6 +53,9 @@ engine:
                           acceptance rate
   --max-batch N           sequences decoded together (default: all)
   --threads N             OpenMP/BLAS threads (default: the library default)
+  --fp8-weights MODE      FP8 checkpoints: keep (default: Linear weights stay E4M3 + block
+                          scales in memory, about 1/4 of FP32, dequantised on the fly) |
+                          dequantize (to FP32 at load); the stderr line gives their size
   --json                  print one JSON object per result (tokens, log-probs, text, finish)
 )";
 
@@ -143,6 +146,8 @@ int run_generate(int argc, char** argv) {
   opt.speculation = parse_speculation(args.str("speculative", "none"));
   opt.max_batch = static_cast<int>(args.i64("max-batch", 0));
   const int threads = static_cast<int>(args.i64("threads", 0));
+  InferenceLoadOptions load_opt;
+  load_opt.fp8_weights = parse_fp8_weight_mode(args.str("fp8-weights", "keep"));
   const bool json = args.flag("json");
   args.finish();
   SEEKR_REQUIRE(!prompts.empty() || !id_prompts.empty(),
@@ -160,7 +165,7 @@ int run_generate(int argc, char** argv) {
     openblas_set_num_threads(threads);
   }
 
-  InferenceModel im = load_inference_model(dir);
+  InferenceModel im = load_inference_model(dir, load_opt);
   SEEKR_REQUIRE(im.tokenizer.has_value(), dir, "/tokenizer.json is missing; generate needs it");
   SEEKR_REQUIRE(!speculative || im.mtp_weights, "--speculative mtp: ", dir,
                 " has no MTP module (num_nextn_predict_layers is 0 or its weights are missing)");
@@ -224,6 +229,9 @@ int run_generate(int argc, char** argv) {
                s.decode_tok_s(), s.max_batch,
                opt.attention == AttentionMode::kAbsorbed ? "absorbed" : "naive",
                s.cache_bytes_per_token);
+  if (const Fp8LinearWeights* fp8 = im.model->fp8_weights())
+    std::fprintf(stderr, "[fp8 weights kept: %zu Linear weights, %.1f MiB (%.1f MiB as FP32)]\n",
+                 fp8->size(), fp8->bytes() / 1048576.0, fp8->f32_bytes() / 1048576.0);
   if (speculative)
     std::fprintf(stderr,
                  "[speculative mtp: %lld of %lld drafts accepted (%.1f%%), %.2f tokens per decode "

@@ -5,6 +5,10 @@
 // The MTP module's block is one more cache layer after the main ones and runs through the same
 // block code; only its input (eh_proj of the normalised embedding and hidden state) and its
 // head norm differ.
+//
+// A model loaded with FP8-kept weights (Model::fp8_weights()) runs every Linear product it keeps
+// through fp8_linear, including the FFN's, which then runs here (ffn_fp8) instead of through
+// ffn_forward; without FP8 weights the FP32 code below runs unchanged.
 #include <omp.h>
 
 #include <algorithm>
@@ -13,6 +17,7 @@
 
 #include "core/check.h"
 #include "kernels/ops.h"
+#include "kernels/routing.h"
 #include "kernels/simd.h"
 #include "model/block.h"
 #include "model/model.h"
@@ -132,6 +137,7 @@ struct InferenceSession::Impl {
   RopeTables rope;
   int max_seqs, max_len;
   AttentionMode mode;
+  const Fp8LinearWeights* fp8;            // null: every weight is FP32
   int width;                              // cache floats per token per layer
   int mtp_layer;                          // cache layer of the MTP module; -1 without one
   std::vector<std::vector<float>> cache;  // per main layer, then MTP: [max_seqs, max_len, width]
@@ -144,7 +150,8 @@ struct InferenceSession::Impl {
 
   Impl(const Model& m, int seqs, int length, AttentionMode md)
       : model(m), c(m.config()), D(m.config()), rope(m.config()), max_seqs(seqs),
-        max_len(length), mode(md) {
+        max_len(length), mode(md),
+        fp8(m.fp8_weights() && m.fp8_weights()->size() > 0 ? m.fp8_weights() : nullptr) {
     SEEKR_REQUIRE(seqs > 0 && length > 0, "inference session needs positive slots and length");
     SEEKR_REQUIRE(length <= c.max_position_embeddings, "max length ", length,
                   " exceeds the model's max_position_embeddings ", c.max_position_embeddings);
@@ -165,6 +172,13 @@ struct InferenceSession::Impl {
   void check_rows(const int32_t* tokens, const int32_t* slots, const int32_t* pos, int n,
                   const std::vector<int>& held);
   void grow_scratch(int n);
+  // y[n, out] (=|+=) x[n, in] · wᵀ for the Linear weight whose FP32 slot is w: its FP8 form
+  // when the model keeps one, else xwt.
+  void linear(const float* x, const float* w, float* y, int n, int in, int out,
+              float beta = 0.0f);
+  // ffn_forward's computation (no balance loss) with every MLP/expert Linear through linear();
+  // the router stays FP32. h [n, d] -> out [n, d] (overwritten).
+  void ffn_fp8(const LayerWeights& w, const float* h, float* out, int n);
   // One decoder block over the residual stream x [n, d] (in place), cache layer `layer`. With
   // `keep` (n flags), only the rows with keep[i] != 0 go on past writing their cache entries:
   // x is packed to those rows and their count returned (the MTP module needs the block's
@@ -201,6 +215,65 @@ void InferenceSession::Impl::grow_scratch(int n) {
   grow(att, size_t(n) * D.H * D.dv);
   grow(tmp, size_t(n) * std::max({d, D.rq, kvw}));
   grow(rstd, size_t(n));
+}
+
+void InferenceSession::Impl::linear(const float* x, const float* w, float* y, int n, int in,
+                                    int out, float beta) {
+  if (const Fp8Matrix* q = fp8 ? fp8->find(w) : nullptr) {
+    SEEKR_CHECK(q->rows == out && q->cols == in, "FP8 weight shape mismatch");
+    return fp8_linear(x, in, *q, y, out, n, beta);
+  }
+  xwt(x, w, y, n, in, out, beta);
+}
+
+void InferenceSession::Impl::ffn_fp8(const LayerWeights& w, const float* hin, float* out, int n) {
+  const int d = D.d;
+  // SwiGLU MLP of `inter` channels over `rows` rows: y [rows, d] (=|+=) down(silu(gate)·up).
+  const auto mlp = [&](const MlpWeights& m, const float* xin, float* y, int rows, int inter) {
+    grow(ffn.g, size_t(rows) * inter);
+    grow(ffn.u, size_t(rows) * inter);
+    grow(ffn.a, size_t(rows) * inter);
+    linear(xin, m.gate, ffn.g.data(), rows, d, inter);  // [rows, inter]
+    linear(xin, m.up, ffn.u.data(), rows, d, inter);    // [rows, inter]
+    swiglu_forward(ffn.g.data(), ffn.u.data(), ffn.a.data(), int64_t(rows) * inter);
+    linear(ffn.a.data(), m.down, y, rows, inter, d);  // [rows, d]
+  };
+  if (!w.is_moe) return mlp(w.mlp, hin, out, n, D.I);
+  const int E = D.E, K = D.K;
+  grow(ffn.rlogits, size_t(n) * E);
+  grow(ffn.scores, size_t(n) * E);
+  grow(ffn.weights, size_t(n) * K);
+  grow(ffn.idx, size_t(n) * K);
+  matmul_xwt(hin, w.router, ffn.rlogits.data(), n, d, E);  // [n, E]
+  route_forward(routing_params(c), ffn.rlogits.data(), w.correction_bias, ffn.scores.data(),
+                ffn.idx.data(), ffn.weights.data(), n);
+  if (D.Is > 0)
+    mlp(w.shared, hin, out, n, D.Is);
+  else
+    std::fill(out, out + size_t(n) * d, 0.0f);
+  // Expert by expert, its tokens gathered in token order: each token's routed outputs are
+  // added in increasing expert order, as ffn_forward adds them.
+  grow(ffn.xe, size_t(n) * d);
+  grow(ffn.ye, size_t(n) * d);
+  grow(ffn.row_token, size_t(n));
+  grow(ffn.row_slot, size_t(n));
+  for (int e = 0; e < E; ++e) {
+    int rows = 0;
+    for (int t = 0; t < n; ++t)
+      for (int k = 0; k < K; ++k)
+        if (ffn.idx[size_t(t) * K + k] == e) {
+          std::memcpy(&ffn.xe[size_t(rows) * d], hin + size_t(t) * d, sizeof(float) * d);
+          ffn.row_token[rows] = t;
+          ffn.row_slot[rows++] = k;
+        }
+    if (rows == 0) continue;
+    mlp(w.experts[e], ffn.xe.data(), ffn.ye.data(), rows, D.Im);  // [rows, d]
+    for (int r = 0; r < rows; ++r) {
+      const int t = ffn.row_token[r];
+      const float wt = ffn.weights[size_t(t) * K + ffn.row_slot[r]];
+      simd::axpy(wt, &ffn.ye[size_t(r) * d], out + size_t(t) * d, d);
+    }
+  }
 }
 
 void InferenceSession::Impl::attention(int layer, const LayerWeights& w, const int32_t* slots,
@@ -305,7 +378,7 @@ int InferenceSession::Impl::block(int l, const LayerWeights& lw, const int32_t* 
                                   const int32_t* positions, int n, const uint8_t* keep) {
   const int d = D.d, H = D.H, qw = H * D.dqk, ckw = D.rkv + D.dr, kvw = H * (D.dn + D.dv);
   rmsnorm_forward(x.data(), lw.input_norm, h.data(), rstd.data(), n, d, D.eps);
-  xwt(h.data(), lw.attn.kv_a_proj, kva.data(), n, d, ckw);  // [n, rkv+dr]
+  linear(h.data(), lw.attn.kv_a_proj, kva.data(), n, d, ckw);  // [n, rkv+dr]
   rope_forward(kva.data() + D.rkv, positions, n, 1, D.dr, ckw, D.dr, rope.cos.data(),
                rope.sin.data());
   for (int i = 0; i < n; ++i)
@@ -350,18 +423,21 @@ int InferenceSession::Impl::block(int l, const LayerWeights& lw, const int32_t* 
     positions = kept_pos.data();
   }
   if (D.rq > 0) {
-    xwt(h.data(), lw.attn.q_a_proj, tmp.data(), n, d, D.rq);
+    linear(h.data(), lw.attn.q_a_proj, tmp.data(), n, d, D.rq);
     rmsnorm_forward(tmp.data(), lw.attn.q_a_norm, tmp.data(), rstd.data(), n, D.rq, D.eps);
-    xwt(tmp.data(), lw.attn.q_b_proj, q.data(), n, D.rq, qw);
+    linear(tmp.data(), lw.attn.q_b_proj, q.data(), n, D.rq, qw);
   } else {
-    xwt(h.data(), lw.attn.q_proj, q.data(), n, d, qw);  // [n, H*dqk]
+    linear(h.data(), lw.attn.q_proj, q.data(), n, d, qw);  // [n, H*dqk]
   }
   rope_forward(q.data() + D.dn, positions, n, H, D.dr, qw, D.dqk, rope.cos.data(),
                rope.sin.data());
   attention(l, lw, slots, positions, n, att.data());
-  xwt(att.data(), lw.attn.o_proj, x.data(), n, H * D.dv, d, 1.0f);  // residual
+  linear(att.data(), lw.attn.o_proj, x.data(), n, H * D.dv, d, 1.0f);  // residual
   rmsnorm_forward(x.data(), lw.post_attn_norm, h.data(), rstd.data(), n, d, D.eps);
-  ffn_forward(D, c, lw, h.data(), tmp.data(), n, 1, n, 0.0f, ffn);
+  if (fp8)
+    ffn_fp8(lw, h.data(), tmp.data(), n);
+  else
+    ffn_forward(D, c, lw, h.data(), tmp.data(), n, 1, n, 0.0f, ffn);
   for (int64_t j = 0; j < int64_t(n) * d; ++j) x[j] += tmp[j];
   return n;
 }
@@ -455,7 +531,7 @@ void InferenceSession::mtp_forward(const float* hidden, const int32_t* next_toke
                     m.D.eps);
     rmsnorm_forward(hidden + size_t(i) * d, lw.hnorm, ci + d, &m.rstd[i], 1, d, m.D.eps);
   }
-  xwt(m.cat.data(), lw.eh_proj, m.x.data(), n, 2 * d, d);  // [n, d]
+  m.linear(m.cat.data(), lw.eh_proj, m.x.data(), n, 2 * d, d);  // [n, d]
   for (int i = 0; i < n; ++i) m.mtp_len[slots[i]] = positions[i] + 1;
   // One block, so rows without logits only need their cache entries.
   const int kept = m.block(m.mtp_layer, lw, slots, positions, n, logits_rows);

@@ -4,6 +4,9 @@
 #include <cmath>
 #include <cstring>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "core/check.h"
 #include "core/rng.h"
 #include "core/safetensors.h"
@@ -49,6 +52,23 @@ void check_mtp_shared_copies(const TensorSource& src, const ModelConfig& c, cons
     }
   }
 }
+
+// The FP32 slot of a weight kept as FP8 is never read. The block was zero-filled (so touched)
+// at construction; handing the slot's whole pages back makes the process's resident size what
+// inference really uses. Private anonymous pages read back as zeros after MADV_DONTNEED, so the
+// block stays valid memory; the partial pages at the slot's ends are kept.
+void release_pages(float* p, int64_t n) {
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
+  const uintptr_t end = reinterpret_cast<uintptr_t>(p + n) & ~(page - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
+// Whether load(..., kKeep) keeps tensor `t` named `name` as FP8 (see model.h for kv_b_proj).
+bool keeps_fp8(const std::string& name, const TensorView& t) {
+  return t.dtype == DType::F8_E4M3 && is_fp8_linear_name(name) &&
+         !name.ends_with(".kv_b_proj.weight");
+}
 }  // namespace
 
 Model::Model(const ModelConfig& config) : config_(config), layout_(config) {
@@ -85,7 +105,12 @@ void Model::init_weights(uint64_t seed) {
 void Model::zero_grads() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
 
 void Model::load(const TensorSource& src, bool allow_missing_mtp) {
+  load(src, allow_missing_mtp, Fp8WeightMode::kDequantize);
+}
+
+void Model::load(const TensorSource& src, bool allow_missing_mtp, Fp8WeightMode fp8) {
   check_checkpoint_quantization(src);
+  fp8_.reset();
   const auto& specs = layout_.specs();
   for (size_t i = 0; i < specs.size(); ++i) {
     const TensorSpec& s = specs[i];
@@ -104,12 +129,25 @@ void Model::load(const TensorSource& src, bool allow_missing_mtp) {
                   shape_string(t->shape), ", the config needs ", shape_string(s.shape));
     float* p = (s.kind == TensorKind::kParam ? params_.data() : buffers_.data()) +
                layout_.offsets()[i];
+    if (fp8 == Fp8WeightMode::kKeep && keeps_fp8(s.name, *t)) {
+      // Own copies of the codes: the source's mapping is closed after loading.
+      const Fp8Weight q = fp8_weight(src, *t);
+      Fp8Matrix m{std::vector<uint8_t>(q.codes, q.codes + size_t(q.rows) * q.cols), q.scale_inv,
+                  q.rows, q.cols};
+      if (!fp8_) fp8_ = std::make_unique<Fp8LinearWeights>();
+      fp8_->add(p, std::move(m));
+      std::fill(p, p + s.numel(), 0.0f);  // no stale values from an earlier load
+      release_pages(p, s.numel());
+      continue;
+    }
     read_tensor_f32(src, *t, p);
   }
   check_mtp_shared_copies(src, config_, w_);
 }
 
 void Model::add_to(SafetensorsWriter& out) const {
+  SEEKR_REQUIRE(!fp8_, "cannot save a model whose FP8 weights were kept as codes for inference "
+                       "(their FP32 slots are empty); load it with the FP8 weights dequantised");
   const auto& specs = layout_.specs();
   for (size_t i = 0; i < specs.size(); ++i) {
     const TensorSpec& s = specs[i];

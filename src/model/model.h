@@ -10,6 +10,7 @@
 
 #include "kernels/linear.h"
 #include "model/config.h"
+#include "model/quantized_weights.h"
 #include "model/weights.h"
 
 namespace seekr {
@@ -44,6 +45,15 @@ class Model {
   // dequantised; see model/convert.h, all converted to F32); throws seekr::Error naming
   // a missing tensor or a shape mismatch. MTP tensors are optional when `allow_missing_mtp`.
   void load(const TensorSource& src, bool allow_missing_mtp = false);
+  // The same for inference. With Fp8WeightMode::kKeep, the checkpoint's F8_E4M3 Linear weights
+  // (is_fp8_linear_name) stay codes + scales in fp8_weights(), which InferenceSession reads;
+  // their FP32 slots in params() stay zero and their whole pages go back to the OS, so such a
+  // model serves InferenceSession only (training or exporting it would read zeros).
+  // kv_b_proj is the exception: attention uses it per head (the absorbed q_nope·W_k and o·W_v,
+  // and the naive expansion), and it is small (H·(dn+dv) × kv_lora_rank), so it is dequantised.
+  void load(const TensorSource& src, bool allow_missing_mtp, Fp8WeightMode fp8);
+  // The FP8-kept Linear weights of the last load; null when none were kept.
+  const Fp8LinearWeights* fp8_weights() const { return fp8_.get(); }
   // Adds every parameter and buffer under its HF name (F32). The model must outlive `out`'s write.
   void add_to(SafetensorsWriter& out) const;
 
@@ -56,6 +66,7 @@ class Model {
   ModelLayout layout_;
   std::vector<float> params_, grads_, buffers_;
   ModelWeights w_, g_;
+  std::unique_ptr<Fp8LinearWeights> fp8_;
 };
 
 // Activations of one training forward for a fixed [B, T]; reused across steps so the training

@@ -50,7 +50,12 @@ struct TrainGraph::Impl {
   int num_mtp() const { return opt.mtp ? c.num_nextn_predict_layers : 0; }
 };
 
-TrainGraph::TrainGraph(Model& model) : impl_(std::make_unique<Impl>(model)) {}
+TrainGraph::TrainGraph(Model& model) : impl_(std::make_unique<Impl>(model)) {
+  // A model loaded with FP8 weights kept for inference has zeros in those FP32 slots.
+  SEEKR_REQUIRE(!model.fp8_weights(),
+                "cannot train a model whose FP8 weights were kept as codes for inference; load "
+                "it with the FP8 weights dequantised");
+}
 TrainGraph::~TrainGraph() = default;
 
 float* TrainGraph::logits() { return impl_->logits.data(); }

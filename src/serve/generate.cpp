@@ -517,14 +517,14 @@ std::string chat_prompt(const Tokenizer& tokenizer, std::string_view user_messag
          std::string(user_message) + ". Assistant:";
 }
 
-InferenceModel load_inference_model(const std::string& dir) {
+InferenceModel load_inference_model(const std::string& dir, const InferenceLoadOptions& opt) {
   SEEKR_REQUIRE(is_directory(dir), dir, ": not a checkpoint directory (expected config.json, ",
                 "model.safetensors and tokenizer.json inside)");
   InferenceModel m;
   m.dir = dir;
   m.model = std::make_unique<Model>(ModelConfig::from_file(dir + "/config.json"));
   const TensorSource src = TensorSource::open(dir);
-  m.model->load(src, /*allow_missing_mtp=*/true);
+  m.model->load(src, /*allow_missing_mtp=*/true, opt.fp8_weights);
   const ModelConfig& c = m.model->config();
   m.mtp_weights =
       c.num_nextn_predict_layers > 0 &&

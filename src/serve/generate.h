@@ -137,7 +137,13 @@ struct InferenceModel {
   std::optional<Tokenizer> tokenizer;
   bool mtp_weights = false;  // the config has an MTP module and the weights include it
 };
-InferenceModel load_inference_model(const std::string& dir);
+struct InferenceLoadOptions {
+  // FP8 checkpoints only. kDequantize by default because callers such as the trainers train
+  // the model they load; kKeep keeps the Linear weights FP8 (about a quarter of their FP32
+  // memory) for a model that only serves InferenceSession (Model::load).
+  Fp8WeightMode fp8_weights = Fp8WeightMode::kDequantize;
+};
+InferenceModel load_inference_model(const std::string& dir, const InferenceLoadOptions& opt = {});
 
 // The non-blank lines of a JSON Lines file (prompt and token files), parsed. Throws
 // seekr::Error naming path:line for invalid JSON.
