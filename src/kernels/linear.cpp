@@ -5,6 +5,7 @@
 
 #include "core/check.h"
 #include "core/dtype.h"
+#include "core/scratch.h"
 #include "kernels/fp8.h"
 #include "kernels/ops.h"
 
@@ -39,24 +40,19 @@ Operands& scratch() {
   return ops;
 }
 
-const float* copy_to(std::vector<float>& buf, const float* src, size_t n) {
-  if (buf.size() < n) buf.resize(n);
-  std::memcpy(buf.data(), src, n * sizeof(float));
-  return buf.data();
-}
-
-// BF16 operand: every element rounded to the nearest BF16 value (ties to even), kept as float.
-const float* bf16_operand(std::vector<float>& buf, const float* src, size_t n) {
-  float* dst = const_cast<float*>(copy_to(buf, src, n));
-  for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(f32_to_bf16(dst[i]));
-  return dst;
-}
-
-// FP8 operand [rows, cols]: the E4M3 values times their scales, for the given tiling.
-const float* fp8_operand(std::vector<float>& buf, const float* src, int rows, int cols,
-                         Fp8Tiling tiling) {
-  float* dst = const_cast<float*>(copy_to(buf, src, size_t(rows) * cols));
-  fp8_fake_quant(dst, rows, cols, tiling);
+// The operand [rows, cols] as the precision defines it, in buf: BF16 rounds every element to
+// the nearest BF16 value (ties to even); FP8 gives the E4M3 values times their scales for the
+// tiling.
+const float* operand(GemmPrecision p, std::vector<float>& buf, const float* src, int rows, int cols,
+                     Fp8Tiling tiling) {
+  const size_t n = size_t(rows) * cols;
+  float* dst = grown(buf, n);
+  if (p == GemmPrecision::kBF16) {
+    for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(f32_to_bf16(src[i]));
+  } else {
+    std::memcpy(dst, src, n * sizeof(float));
+    fp8_fake_quant(dst, rows, cols, tiling);
+  }
   return dst;
 }
 
@@ -66,13 +62,8 @@ void linear_forward(GemmPrecision p, const float* x, const float* w, float* y, i
                     int out, float beta) {
   if (p == GemmPrecision::kF32) return matmul_xwt(x, w, y, N, in, out, beta);
   Operands& s = scratch();
-  if (p == GemmPrecision::kBF16) {
-    x = bf16_operand(s.a, x, size_t(N) * in);
-    w = bf16_operand(s.b, w, size_t(out) * in);
-  } else {
-    x = fp8_operand(s.a, x, N, in, Fp8Tiling::k1x128);      // [N, in]
-    w = fp8_operand(s.b, w, out, in, Fp8Tiling::k128x128);  // [out, in]
-  }
+  x = operand(p, s.a, x, N, in, Fp8Tiling::k1x128);      // [N, in]
+  w = operand(p, s.b, w, out, in, Fp8Tiling::k128x128);  // [out, in]
   matmul_xwt(x, w, y, N, in, out, beta);
 }
 
@@ -80,13 +71,8 @@ void linear_dgrad(GemmPrecision p, const float* dy, const float* w, float* dx, i
                   int out, float beta) {
   if (p == GemmPrecision::kF32) return matmul_dy_w(dy, w, dx, N, in, out, beta);
   Operands& s = scratch();
-  if (p == GemmPrecision::kBF16) {
-    dy = bf16_operand(s.a, dy, size_t(N) * out);
-    w = bf16_operand(s.b, w, size_t(out) * in);
-  } else {
-    dy = fp8_operand(s.a, dy, N, out, Fp8Tiling::k1x128);   // [N, out]: K = out
-    w = fp8_operand(s.b, w, out, in, Fp8Tiling::k128x128);  // [out, in]
-  }
+  dy = operand(p, s.a, dy, N, out, Fp8Tiling::k1x128);   // [N, out]: K = out
+  w = operand(p, s.b, w, out, in, Fp8Tiling::k128x128);  // [out, in]
   matmul_dy_w(dy, w, dx, N, in, out, beta);
 }
 
@@ -94,14 +80,9 @@ void linear_wgrad(GemmPrecision p, const float* dy, const float* x, float* dw, i
                   int out) {
   if (p == GemmPrecision::kF32) return matmul_dyt_x(dy, x, dw, N, in, out);
   Operands& s = scratch();
-  if (p == GemmPrecision::kBF16) {
-    dy = bf16_operand(s.a, dy, size_t(N) * out);
-    x = bf16_operand(s.b, x, size_t(N) * in);
-  } else {
-    // K is the token dimension here, so both operands are tiled 128×1 along it.
-    dy = fp8_operand(s.a, dy, N, out, Fp8Tiling::k128x1);  // [N, out]
-    x = fp8_operand(s.b, x, N, in, Fp8Tiling::k128x1);     // [N, in]
-  }
+  // K is the token dimension here, so FP8 tiles both operands 128×1 along it.
+  dy = operand(p, s.a, dy, N, out, Fp8Tiling::k128x1);  // [N, out]
+  x = operand(p, s.b, x, N, in, Fp8Tiling::k128x1);     // [N, in]
   matmul_dyt_x(dy, x, dw, N, in, out);
 }
 
