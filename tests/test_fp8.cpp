@@ -3,6 +3,7 @@
 // scales, edges, round-trip bounds); the FP8 GEMM against its reference and against sgemm on the
 // dequantised operands; the BF16 GEMM paths against their reference.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <bit>
@@ -665,7 +666,7 @@ TEST(Bf16, PackedWeightsHoldTheRoundedValues) {
   w[1] = 1.0f + 3 * 0x1p-8f;  // tie between 1 + 2^-7 and 1 + 2^-6: to even, 1 + 2^-6
   w[2] = kNaN;
   const Bf16Weights p = bf16_pack_weights(w.data(), out, in);
-  EXPECT_EQ(p.data.size(), size_t(3) * 10 * 32);  // ceil(37/16) tiles × ceil(19/2) pairs
+  EXPECT_EQ(p.data.size(), size_t(3) * 10 * 16);  // ceil(37/16) tiles × ceil(19/2) pairs × 16
   Vec back(w.size());
   bf16_unpack_weights(p, back.data());
   EXPECT_EQ(back[0], 1.0f);
@@ -674,14 +675,14 @@ TEST(Bf16, PackedWeightsHoldTheRoundedValues) {
   for (size_t i = 3; i < w.size(); ++i) ASSERT_EQ(back[i], bf16_round(w[i])) << i;
   // Outside [out, in] the tiles are zero: rows 37..47 and the odd column's partner.
   size_t nonzero = 0;
-  for (uint16_t v : p.data) nonzero += v != 0;
+  for (uint32_t v : p.data) nonzero += (v & 0xffff) != 0, nonzero += (v >> 16) != 0;
   EXPECT_EQ(nonzero, w.size());
 }
 
 // Runs impl and the reference on every shape, with beta = 0 (y starting as NaN, which must be
 // overwritten) and beta = 1, and hands both results to check.
 template <class Check>
-void compare_with_ref(void (*impl)(const float*, const Bf16Weights&, float*, int, float),
+void compare_with_ref(void (*impl)(const F32Matrix&, const Bf16Weights&, float*, float),
                       uint64_t seed, Check check) {
   for (const MM& s : kBf16Shapes) {
     const Vec x = randn(size_t(s.N) * s.in, seed), w = randn(size_t(s.out) * s.in, seed + 1);
@@ -690,7 +691,7 @@ void compare_with_ref(void (*impl)(const float*, const Bf16Weights&, float*, int
       SCOPED_TRACE(testing::Message() << s.N << "x" << s.in << "x" << s.out << " beta " << beta);
       Vec y = beta == 0.0f ? Vec(size_t(s.N) * s.out, kNaN) : randn(size_t(s.N) * s.out, seed + 2);
       Vec want = y;
-      impl(x.data(), p, y.data(), s.N, beta);
+      impl(F32Matrix{x.data(), s.N, s.in, s.in, 1}, p, y.data(), beta);
       ref::bf16_matmul_xwt(x.data(), w.data(), want.data(), s.N, s.in, s.out, beta);
       check(y, want);
     }
@@ -708,7 +709,7 @@ TEST(Bf16, Avx2WithOtherBetaAndSgemmOnRoundedOperands) {
     const Vec x = randn(size_t(s.N) * s.in, 34), w = randn(size_t(s.out) * s.in, 35);
     const Bf16Weights p = bf16_pack_weights(w.data(), s.out, s.in);
     Vec y = randn(size_t(s.N) * s.out, 36), want = y;
-    bf16_matmul_xwt_avx2(x.data(), p, y.data(), s.N, 0.5f);
+    bf16_matmul_xwt_avx2(F32Matrix{x.data(), s.N, s.in, s.in, 1}, p, y.data(), 0.5f);
     ref::bf16_matmul_xwt(x.data(), w.data(), want.data(), s.N, s.in, s.out, 0.5f);
     EXPECT_LT(rel_err(y, want), 1e-6) << s.N << "x" << s.in << "x" << s.out;
     // It is an f32 product of the bf16-rounded operands.
@@ -716,7 +717,7 @@ TEST(Bf16, Avx2WithOtherBetaAndSgemmOnRoundedOperands) {
     for (float& v : xr) v = bf16_round(v);
     for (float& v : wr) v = bf16_round(v);
     matmul_xwt(xr.data(), wr.data(), ys.data(), s.N, s.in, s.out);
-    bf16_matmul_xwt_avx2(x.data(), p, yb.data(), s.N, 0.0f);
+    bf16_matmul_xwt_avx2(F32Matrix{x.data(), s.N, s.in, s.in, 1}, p, yb.data(), 0.0f);
     EXPECT_LT(rel_err(yb, ys), 1e-6) << s.N << "x" << s.in << "x" << s.out;
   }
 }
@@ -737,9 +738,9 @@ TEST(Bf16, DispatchAndFloatOverloadAgree) {
   bf16_matmul_xwt(x.data(), w.data(), y2.data(), s.N, s.in, s.out);
   EXPECT_EQ(y1, y2);
   if (cpu_has_avx512bf16()) {
-    bf16_matmul_xwt_avx512(x.data(), p, y3.data(), s.N, 0.0f);
+    bf16_matmul_xwt_avx512(F32Matrix{x.data(), s.N, s.in, s.in, 1}, p, y3.data(), 0.0f);
   } else {
-    bf16_matmul_xwt_avx2(x.data(), p, y3.data(), s.N, 0.0f);
+    bf16_matmul_xwt_avx2(F32Matrix{x.data(), s.N, s.in, s.in, 1}, p, y3.data(), 0.0f);
   }
   EXPECT_EQ(y1, y3);
 }
@@ -752,6 +753,65 @@ TEST(Bf16, EmptyInnerDimensionScalesY) {
   y.assign(4, kNaN);
   bf16_matmul_xwt(nullptr, p, y.data(), 2, 0.0f);
   EXPECT_EQ(y, Vec(4, 0.0f));
+}
+
+// m transposed into a fresh row-major copy: [cols, rows].
+Vec transposed(const Vec& m, int rows, int cols) {
+  Vec t(m.size());
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) t[size_t(c) * rows + r] = m[size_t(r) * cols + c];
+  return t;
+}
+
+// Packing reads row-major, transposed (rows adjacent: the AVX2 path for 8 rows at a time) and
+// arbitrarily strided sources into the same tiles, rounding ties to even and keeping NaN.
+TEST(Bf16, PackingFromTransposedAndStridedSources) {
+  for (const MM& s : kBf16Shapes) {
+    SCOPED_TRACE(testing::Message() << s.out << "x" << s.in);
+    Vec w = randn(size_t(s.out) * s.in, 40);
+    w[0] = 1.0f + 0x1p-8f;
+    w.back() = kNaN;
+    const Bf16Weights want = bf16_pack_weights(w.data(), s.out, s.in);
+    // The transposed copy, read back through strides.
+    const Vec wt = transposed(w, s.out, s.in);  // [in, out]
+    Bf16Weights got;
+    bf16_pack_weights(F32Matrix{wt.data(), s.out, s.in, 1, s.out}, got);
+    EXPECT_EQ(got.data, want.data);
+    // Every element two floats apart (neither stride 1: the scalar path).
+    Vec spread(w.size() * 2, 7.0f);
+    for (size_t i = 0; i < w.size(); ++i) spread[2 * i] = w[i];
+    bf16_pack_weights(F32Matrix{spread.data(), s.out, s.in, 2 * s.in, 2}, got);
+    EXPECT_EQ(got.data, want.data);
+  }
+}
+
+// A transposed x gives the row-major result bit for bit, and splitting a product over threads
+// (row blocks, or tiles when rows are few) changes no sum: each output is one kernel's.
+TEST(Bf16, StridedInputAndThreadsChangeNothing) {
+  const MM shapes[] = {{300, 256, 200}, {7, 1024, 1536}, {61, 77, 1000}};
+  const int saved = omp_get_max_threads();
+  for (const MM& s : shapes) {
+    SCOPED_TRACE(testing::Message() << s.N << "x" << s.in << "x" << s.out);
+    const Vec x = randn(size_t(s.N) * s.in, 41), w = randn(size_t(s.out) * s.in, 42);
+    const Bf16Weights p = bf16_pack_weights(w.data(), s.out, s.in);
+    omp_set_num_threads(1);
+    Vec one(size_t(s.N) * s.out), two(one.size()), strided(one.size());
+    bf16_matmul_xwt(x.data(), p, one.data(), s.N);
+    omp_set_num_threads(2);
+    bf16_matmul_xwt(x.data(), p, two.data(), s.N);
+    EXPECT_EQ(two, one);
+    const Vec xt = transposed(x, s.N, s.in);
+    bf16_matmul_xwt(F32Matrix{xt.data(), s.N, s.in, 1, s.N}, p, strided.data());
+    EXPECT_EQ(strided, one);
+    Vec want(one.size());
+    ref::bf16_matmul_xwt(x.data(), w.data(), want.data(), s.N, s.in, s.out, 0.0f);
+    if (cpu_has_avx512bf16()) {
+      EXPECT_LT(rel_err(one, want), 1e-6);  // vdpbf16ps adds each pair in its own order
+    } else {
+      EXPECT_EQ(one, want);
+    }
+  }
+  omp_set_num_threads(saved);
 }
 
 TEST(Bf16, Avx512MatchesRef) {

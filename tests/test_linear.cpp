@@ -77,27 +77,37 @@ TEST(Linear, Fp32IsThePlainProduct) {
   EXPECT_EQ(dw, dw2);
 }
 
+// Both BF16 implementations (the bf16 kernel reading transposed operands in place, and sgemm on
+// rounded copies) give the product of the rounded operands with FP32 accumulation.
 TEST(Linear, Bf16RoundsBothOperandsAndAccumulatesInFp32) {
   const auto x = random_matrix(N, IN, 4), w = random_matrix(OUT, IN, 5, 0.05f);
   const auto dy = random_matrix(N, OUT, 6, 0.01f);
-  std::vector<float> y(size_t(N) * OUT, 1.0f), dx(size_t(N) * IN), dw(size_t(OUT) * IN, 0.0f);
-  linear_forward(GemmPrecision::kBF16, x.data(), w.data(), y.data(), N, IN, OUT, 1.0f);
-  auto want_y = product(bf16_rounded(x), bf16_rounded(w), N, OUT, IN);
-  for (auto& v : want_y) v += 1.0;  // beta = 1 accumulates
-  expect_close(y, want_y, 1e-6, "forward");
-  linear_dgrad(GemmPrecision::kBF16, dy.data(), w.data(), dx.data(), N, IN, OUT);
-  expect_close(dx, product(bf16_rounded(dy), bf16_rounded(w), N, IN, OUT, false, true), 1e-6,
-               "dgrad");
-  linear_wgrad(GemmPrecision::kBF16, dy.data(), x.data(), dw.data(), N, IN, OUT);
-  expect_close(dw, product(bf16_rounded(dy), bf16_rounded(x), OUT, IN, N, true, true), 1e-6,
-               "wgrad");
-  // And the rounding is real: the result differs from FP32 by about BF16's 2^-8.
-  std::vector<float> y32(size_t(N) * OUT);
-  linear_forward(GemmPrecision::kF32, x.data(), w.data(), y32.data(), N, IN, OUT);
-  double diff = 0;
-  for (size_t i = 0; i < y32.size(); ++i)
-    diff = std::max(diff, double(std::fabs(y32[i] + 1 - y[i])));
-  EXPECT_GT(diff, 1e-5);
+  const Bf16Gemm saved = bf16_gemm();
+  for (Bf16Gemm impl : {Bf16Gemm::kKernel, Bf16Gemm::kSgemm}) {
+    SCOPED_TRACE(impl == Bf16Gemm::kKernel ? "bf16 kernel" : "sgemm");
+    set_bf16_gemm(impl);
+    std::vector<float> y(size_t(N) * OUT, 1.0f), dx(size_t(N) * IN, 2.0f);
+    std::vector<float> dw(size_t(OUT) * IN, 0.25f);
+    linear_forward(GemmPrecision::kBF16, x.data(), w.data(), y.data(), N, IN, OUT, 1.0f);
+    auto want_y = product(bf16_rounded(x), bf16_rounded(w), N, OUT, IN);
+    for (auto& v : want_y) v += 1.0;  // beta = 1 accumulates
+    expect_close(y, want_y, 1e-6, "forward");
+    linear_dgrad(GemmPrecision::kBF16, dy.data(), w.data(), dx.data(), N, IN, OUT);  // beta 0
+    expect_close(dx, product(bf16_rounded(dy), bf16_rounded(w), N, IN, OUT, false, true), 1e-6,
+                 "dgrad");
+    linear_wgrad(GemmPrecision::kBF16, dy.data(), x.data(), dw.data(), N, IN, OUT);
+    auto want_dw = product(bf16_rounded(dy), bf16_rounded(x), OUT, IN, N, true, true);
+    for (auto& v : want_dw) v += 0.25;  // the weight gradient accumulates
+    expect_close(dw, want_dw, 1e-6, "wgrad");
+    // And the rounding is real: the result differs from FP32 by about BF16's 2^-8.
+    std::vector<float> y32(size_t(N) * OUT);
+    linear_forward(GemmPrecision::kF32, x.data(), w.data(), y32.data(), N, IN, OUT);
+    double diff = 0;
+    for (size_t i = 0; i < y32.size(); ++i)
+      diff = std::max(diff, double(std::fabs(y32[i] + 1 - y[i])));
+    EXPECT_GT(diff, 1e-5);
+  }
+  set_bf16_gemm(saved);
 }
 
 TEST(Linear, Fp8QuantisesAsTheV3Recipe) {

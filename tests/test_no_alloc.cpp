@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/rng.h"
+#include "kernels/linear.h"
 #include "model/model.h"
 #include "train/pretrain.h"
 
@@ -85,6 +86,9 @@ TEST_P(NoAlloc, TrainingStepAfterWarmUp) {
   model.init_weights(1);
   TrainHyper hp;
   hp.precision = GetParam();
+  // BF16 on the bf16 kernel (its packing buffers), whatever this CPU's default.
+  const Bf16Gemm saved = bf16_gemm();
+  set_bf16_gemm(Bf16Gemm::kKernel);
   Trainer trainer(model, hp);
   const int B = 2, T = 32;
   auto tokens = random_tokens(size_t(B) * (T + 1), c.vocab_size, 3);
@@ -97,6 +101,7 @@ TEST_P(NoAlloc, TrainingStepAfterWarmUp) {
   g_armed = true;
   trainer.step(micro, B, T, 1e-3, r);
   g_armed = false;
+  set_bf16_gemm(saved);
   EXPECT_EQ(g_allocations.load() - before, 0) << "allocations in a steady-state training step";
   EXPECT_TRUE(std::isfinite(r.loss));
 }
@@ -133,7 +138,8 @@ TEST(NoAllocDecode, DecodeStepAfterWarmUp) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Precisions, NoAlloc,
-                         ::testing::Values(GemmPrecision::kF32, GemmPrecision::kFP8),
+                         ::testing::Values(GemmPrecision::kF32, GemmPrecision::kBF16,
+                                           GemmPrecision::kFP8),
                          [](const auto& info) { return std::string(precision_name(info.param)); });
 
 }  // namespace

@@ -1,11 +1,15 @@
 #include "kernels/linear.h"
 
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "core/check.h"
 #include "core/dtype.h"
 #include "core/scratch.h"
+#include "kernels/bf16.h"
 #include "kernels/fp8.h"
 #include "kernels/ops.h"
 
@@ -56,11 +60,51 @@ const float* operand(GemmPrecision p, std::vector<float>& buf, const float* src,
   return dst;
 }
 
+std::atomic<int> bf16_gemm_choice{-1};  // a Bf16Gemm, or -1 before the first use
+
+}  // namespace
+
+Bf16Gemm bf16_gemm() {
+  int c = bf16_gemm_choice.load(std::memory_order_relaxed);
+  if (c < 0) {
+    Bf16Gemm g = cpu_has_avx512bf16() ? Bf16Gemm::kKernel : Bf16Gemm::kSgemm;
+    if (const char* env = std::getenv("SEEKR_BF16_GEMM"); env != nullptr && *env != '\0') {
+      const std::string_view v(env);
+      if (v == "kernel")
+        g = Bf16Gemm::kKernel;
+      else if (v == "sgemm")
+        g = Bf16Gemm::kSgemm;
+      else
+        throw Error("SEEKR_BF16_GEMM='" + std::string(v) + "' (expected kernel or sgemm)");
+    }
+    c = int(g);
+    bf16_gemm_choice.store(c, std::memory_order_relaxed);
+  }
+  return Bf16Gemm(c);
+}
+
+void set_bf16_gemm(Bf16Gemm g) {
+  bf16_gemm_choice.store(int(g), std::memory_order_relaxed);
+}
+
+namespace {
+
+// Per-thread packed weights for the bf16 kernel.
+Bf16Weights& packed() {
+  thread_local Bf16Weights w;
+  return w;
+}
+
 }  // namespace
 
 void linear_forward(GemmPrecision p, const float* x, const float* w, float* y, int N, int in,
                     int out, float beta) {
   if (p == GemmPrecision::kF32) return matmul_xwt(x, w, y, N, in, out, beta);
+  if (p == GemmPrecision::kBF16 && bf16_gemm() == Bf16Gemm::kKernel) {
+    Bf16Weights& wp = packed();
+    bf16_pack_weights(F32Matrix{w, out, in, in, 1}, wp);  // [out, in]
+    return bf16_matmul_xwt(F32Matrix{x, N, in, in, 1}, wp, y, beta);
+  }
   Operands& s = scratch();
   x = operand(p, s.a, x, N, in, Fp8Tiling::k1x128);      // [N, in]
   w = operand(p, s.b, w, out, in, Fp8Tiling::k128x128);  // [out, in]
@@ -70,6 +114,11 @@ void linear_forward(GemmPrecision p, const float* x, const float* w, float* y, i
 void linear_dgrad(GemmPrecision p, const float* dy, const float* w, float* dx, int N, int in,
                   int out, float beta) {
   if (p == GemmPrecision::kF32) return matmul_dy_w(dy, w, dx, N, in, out, beta);
+  if (p == GemmPrecision::kBF16 && bf16_gemm() == Bf16Gemm::kKernel) {
+    Bf16Weights& wp = packed();
+    bf16_pack_weights(F32Matrix{w, in, out, 1, in}, wp);  // wᵀ [in, out]
+    return bf16_matmul_xwt(F32Matrix{dy, N, out, out, 1}, wp, dx, beta);
+  }
   Operands& s = scratch();
   dy = operand(p, s.a, dy, N, out, Fp8Tiling::k1x128);   // [N, out]: K = out
   w = operand(p, s.b, w, out, in, Fp8Tiling::k128x128);  // [out, in]
@@ -79,6 +128,11 @@ void linear_dgrad(GemmPrecision p, const float* dy, const float* w, float* dx, i
 void linear_wgrad(GemmPrecision p, const float* dy, const float* x, float* dw, int N, int in,
                   int out) {
   if (p == GemmPrecision::kF32) return matmul_dyt_x(dy, x, dw, N, in, out);
+  if (p == GemmPrecision::kBF16 && bf16_gemm() == Bf16Gemm::kKernel) {
+    Bf16Weights& xp = packed();
+    bf16_pack_weights(F32Matrix{x, in, N, 1, in}, xp);                    // xᵀ [in, N]
+    return bf16_matmul_xwt(F32Matrix{dy, out, N, 1, out}, xp, dw, 1.0f);  // dyᵀ [out, N]
+  }
   Operands& s = scratch();
   // K is the token dimension here, so FP8 tiles both operands 128×1 along it.
   dy = operand(p, s.a, dy, N, out, Fp8Tiling::k128x1);  // [N, out]
