@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -502,6 +503,28 @@ TEST(Fp8Quant, FakeQuantEqualsDequantizedQuantization) {
   });
 }
 
+// Operands large enough to be quantised on several threads give the one-thread result.
+TEST(Fp8Quant, ThreadsChangeNothing) {
+  const int rows = 700, cols = 333;  // partial tiles on both axes
+  const Vec x = uneven(rows, cols, 19);
+  const int saved = omp_get_max_threads();
+  for (Fp8Tiling t : {Fp8Tiling::k1x128, Fp8Tiling::k128x1, Fp8Tiling::k128x128}) {
+    SCOPED_TRACE(int(t));
+    omp_set_num_threads(1);
+    const Quantized one = quantize(x, rows, cols, t);
+    Vec fake_one = x;
+    fp8_fake_quant(fake_one.data(), rows, cols, t);
+    omp_set_num_threads(2);
+    const Quantized two = quantize(x, rows, cols, t);
+    Vec fake_two = x;
+    fp8_fake_quant(fake_two.data(), rows, cols, t);
+    EXPECT_EQ(two.q, one.q);
+    EXPECT_EQ(two.s, one.s);
+    EXPECT_EQ(fake_two, fake_one);
+  }
+  omp_set_num_threads(saved);
+}
+
 // ---- FP8 GEMM ------------------------------------------------------------------------------
 
 struct GemmCase {
@@ -657,6 +680,23 @@ const MM kBf16Shapes[] = {{1, 1, 1},      {1, 300, 77},  {5, 129, 33}, {37, 256,
 
 float bf16_round(float v) {
   return bf16_to_f32(f32_to_bf16(v));
+}
+
+TEST(Bf16, BulkRoundingMatchesScalar) {
+  Vec x = randn(100003, 29);  // not a multiple of 8, and enough for several threads
+  const float specials[] = {1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f, kNaN,  -kNaN,   INFINITY,
+                            -INFINITY,      0x1p-130f,          -0.0f, FLT_MAX, 0x1.fffffep-1f};
+  for (size_t i = 0; i < std::size(specials); ++i) x[i * 7] = specials[i];
+  Vec y(x.size());
+  seekr::bf16_round(x.data(), y.data(), int64_t(x.size()));
+  for (size_t i = 0; i < x.size(); ++i)
+    ASSERT_EQ(std::bit_cast<uint32_t>(y[i]),
+              std::bit_cast<uint32_t>(bf16_to_f32(f32_to_bf16(x[i]))))
+        << i << " " << x[i];
+  seekr::bf16_round(x.data(), x.data(), int64_t(x.size()));  // in place
+  EXPECT_TRUE(std::equal(x.begin(), x.end(), y.begin(), [](float a, float b) {
+    return std::bit_cast<uint32_t>(a) == std::bit_cast<uint32_t>(b);
+  }));
 }
 
 TEST(Bf16, PackedWeightsHoldTheRoundedValues) {

@@ -346,6 +346,20 @@ void bf16_unpack_weights(const Bf16Weights& p, float* w) {
     }
 }
 
+void bf16_round(const float* src, float* dst, int64_t n) {
+  constexpr int64_t kChunk = int64_t{1} << 14;  // floats per parallel work item
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) if (chunks > 4 && !omp_in_parallel())
+  for (int64_t c = 0; c < chunks; ++c) {
+    int64_t i = c * kChunk;
+    const int64_t end = std::min(n, i + kChunk);
+#if SEEKR_AVX2
+    for (; i + 8 <= end; i += 8) _mm256_storeu_ps(dst + i, round_bf16_8(_mm256_loadu_ps(src + i)));
+#endif
+    for (; i < end; ++i) dst[i] = round_bf16(src[i]);
+  }
+}
+
 bool cpu_has_avx512bf16() {
 #if SEEKR_HAVE_AVX512BF16
   static const bool has = __builtin_cpu_supports("avx512bf16");

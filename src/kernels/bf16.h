@@ -46,6 +46,10 @@ void bf16_matmul_xwt(const F32Matrix& x, const Bf16Weights& w, float* y, float b
 void bf16_matmul_xwt(const float* x, const float* w, float* y, int N, int in, int out,
                      float beta = 0.0f);
 
+// dst[i] = bf16(src[i]) as a float (round to nearest even, NaN kept quiet); dst may be src.
+// Large arrays are split over the OpenMP threads outside a parallel region.
+void bf16_round(const float* src, float* dst, int64_t n);
+
 // The implementations behind the dispatch, for tests and benchmarks.
 bool cpu_has_avx512bf16();
 void bf16_matmul_xwt_avx2(const F32Matrix& x, const Bf16Weights& w, float* y, float beta);

@@ -4,6 +4,8 @@
 // divided by 2^8.
 #include "kernels/fp8.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <array>
 #include <bit>
@@ -256,38 +258,51 @@ void expand_scales(const float* sr, Fp8Tiling tiling, int cols, float* srow) {
   }
 }
 
+// Below this many elements an operand is quantised on one thread (a fork/join costs more).
+constexpr int64_t kParallelMinElems = int64_t{1} << 16;
+
 // Visits x's row blocks (tile height): computes the block's scales into s (its rows of the
 // scale array, or scratch when s is null) and calls row_fn(r, srow) for each row r of the block,
-// srow[j] being the scale of (r, j).
+// srow[j] being the scale of (r, j). row_fn may run on several threads at once, for different r.
+
 template <class RowFn>
 void quantize_rows(const float* x, float* s, int rows, int cols, Fp8Tiling tiling, Fp8ScaleFmt fmt,
                    RowFn row_fn) {
   const int h = tile_rows(tiling);
   const Fp8ScaleShape ss = fp8_scale_shape(tiling, rows, cols);
-  // Per-thread scratch, grown once: the training step quantises on every GEMM.
-  thread_local std::vector<float> colmax_buf, srow_buf, scratch_buf;
-  float* colmax = grown(colmax_buf, cols);
-  float* srow = grown(srow_buf, cols);
-  float* scratch = grown(scratch_buf, ss.cols);
-  for (int r0 = 0; r0 < rows; r0 += h) {
-    const int r1 = std::min(rows, r0 + h);
-    float* sr = s ? s + static_cast<int64_t>(r0 / h) * ss.cols : scratch;
-    // One-row tiles reduce x directly; taller ones first reduce their rows to column maxima.
-    const float* amax_src = x + static_cast<int64_t>(r0) * cols;
-    if (h > 1) {
-      abs_max_cols(amax_src, r1 - r0, cols, colmax);
-      amax_src = colmax;
-    }
-    if (tiling == Fp8Tiling::k128x1) {
-      for (int j = 0; j < cols; ++j) sr[j] = tile_scale(colmax[j], fmt);
-    } else {
-      for (int b = 0; b < ss.cols; ++b) {
-        const int j0 = b * kFp8Block, j1 = std::min(cols, j0 + kFp8Block);
-        sr[b] = tile_scale(abs_max(amax_src + j0, j1 - j0), fmt);
+  const int blocks = (rows + h - 1) / h;
+  // Tile rows are independent: large operands split them over the threads (a training step
+  // quantises both operands of every GEMM), unless this already runs on a worker.
+  const bool parallel = !omp_in_parallel() && int64_t(rows) * cols >= kParallelMinElems &&
+                        blocks > 1 && omp_get_max_threads() > 1;
+#pragma omp parallel if (parallel)
+  {
+    // Per-thread scratch, grown once: the training step quantises on every GEMM.
+    thread_local std::vector<float> colmax_buf, srow_buf, scratch_buf;
+    float* colmax = grown(colmax_buf, cols);
+    float* srow = grown(srow_buf, cols);
+    float* scratch = grown(scratch_buf, ss.cols);
+#pragma omp for schedule(static)
+    for (int b = 0; b < blocks; ++b) {
+      const int r0 = b * h, r1 = std::min(rows, r0 + h);
+      float* sr = s ? s + static_cast<int64_t>(b) * ss.cols : scratch;
+      // One-row tiles reduce x directly; taller ones first reduce their rows to column maxima.
+      const float* amax_src = x + static_cast<int64_t>(r0) * cols;
+      if (h > 1) {
+        abs_max_cols(amax_src, r1 - r0, cols, colmax);
+        amax_src = colmax;
       }
+      if (tiling == Fp8Tiling::k128x1) {
+        for (int j = 0; j < cols; ++j) sr[j] = tile_scale(colmax[j], fmt);
+      } else {
+        for (int c = 0; c < ss.cols; ++c) {
+          const int j0 = c * kFp8Block, j1 = std::min(cols, j0 + kFp8Block);
+          sr[c] = tile_scale(abs_max(amax_src + j0, j1 - j0), fmt);
+        }
+      }
+      expand_scales(sr, tiling, cols, srow);
+      for (int r = r0; r < r1; ++r) row_fn(r, srow);
     }
-    expand_scales(sr, tiling, cols, srow);
-    for (int r = r0; r < r1; ++r) row_fn(r, srow);
   }
 }
 
@@ -584,8 +599,7 @@ void fp8_dequantize(const uint8_t* q, const float* s, float* x, int rows, int co
   thread_local std::vector<float> srow_buf;
   float* srow = grown(srow_buf, cols);
   for (int r = 0; r < rows; ++r) {
-    if (r % h == 0)
-      expand_scales(s + static_cast<int64_t>(r / h) * ss.cols, tiling, cols, srow);
+    if (r % h == 0) expand_scales(s + static_cast<int64_t>(r / h) * ss.cols, tiling, cols, srow);
     const int64_t off = static_cast<int64_t>(r) * cols;
     decode_span<E4M3>(q + off, srow, x + off, cols);
   }

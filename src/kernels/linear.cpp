@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "core/check.h"
-#include "core/dtype.h"
 #include "core/scratch.h"
 #include "kernels/bf16.h"
 #include "kernels/fp8.h"
@@ -52,7 +51,7 @@ const float* operand(GemmPrecision p, std::vector<float>& buf, const float* src,
   const size_t n = size_t(rows) * cols;
   float* dst = grown(buf, n);
   if (p == GemmPrecision::kBF16) {
-    for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(f32_to_bf16(src[i]));
+    bf16_round(src, dst, int64_t(n));
   } else {
     std::memcpy(dst, src, n * sizeof(float));
     fp8_fake_quant(dst, rows, cols, tiling);
