@@ -1,5 +1,6 @@
 // Sampler, .npy files, batched generation and scoring.
 #include <gtest/gtest.h>
+#include <omp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <numeric>
 #include <string>
@@ -1024,6 +1026,66 @@ TEST(Speculative, BatchesMixedRequests) {
   // A sampled-only call drafts nothing.
   GenerationRequest sampled = reqs[2];
   EXPECT_EQ(generate(model, {sampled}, speculative_options()).stats.drafts, 0);
+}
+
+// Decode steps (1-3 rows) share each product's output rows among the threads: the logits,
+// hidden states and MTP logits must have the same bits whatever the thread count, and
+// speculative decoding must still reproduce greedy decoding with several threads.
+TEST(Speculative, DecodeIsExactForAnyThreadCount) {
+  Model& model = cycle_model();
+  const int V = model.config().vocab_size, d = model.config().hidden_size;
+  const int saved = omp_get_max_threads();
+  const auto prompt = cycle_prompt(6, 3);
+  const auto run = [&](int threads) {
+    omp_set_num_threads(threads);
+    InferenceSession s(model, 3, 32);
+    std::vector<float> out, logits(size_t(3) * V), hidden(size_t(3) * d), mtp(size_t(3) * V);
+    const auto keep = [&](size_t n) {
+      out.insert(out.end(), logits.begin(), logits.begin() + n * V);
+      out.insert(out.end(), hidden.begin(), hidden.begin() + n * d);
+      out.insert(out.end(), mtp.begin(), mtp.begin() + n * V);
+    };
+    // Prefill slot 0, then steps of 1, 2 and 3 rows over slots 0-2 (slots 1, 2 start empty).
+    std::vector<int32_t> slots(prompt.size(), 0), pos(prompt.size());
+    std::iota(pos.begin(), pos.end(), 0);
+    s.forward(prompt.data(), slots.data(), pos.data(), int(prompt.size()), nullptr,
+              std::vector<uint8_t>(prompt.size(), 0).data());
+    int32_t tok = 7;
+    for (int step = 0; step < 6; ++step) {
+      const int n = 1 + step % 3;
+      std::vector<int32_t> toks, sl, ps, next;
+      for (int i = 0; i < n; ++i) {
+        toks.push_back((tok + 5 * i) % V);
+        sl.push_back(i);
+        ps.push_back(s.length(i));
+        next.push_back((tok + 5 * i + 1) % V);
+      }
+      s.forward(toks.data(), sl.data(), ps.data(), n, logits.data(), nullptr, hidden.data());
+      std::vector<int32_t> mpos;
+      for (int i = 0; i < n; ++i) mpos.push_back(s.mtp_length(i));
+      // Only rows whose MTP position follows on from the slot's MTP cache can join it.
+      s.mtp_forward(hidden.data(), next.data(), sl.data(), mpos.data(), n, mtp.data());
+      keep(size_t(n));
+      tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.begin() + V) -
+                                 logits.begin());
+    }
+    return out;
+  };
+  const std::vector<float> one = run(1);
+  for (int threads : {2, 3}) {
+    const std::vector<float> many = run(threads);
+    ASSERT_EQ(one.size(), many.size());
+    EXPECT_EQ(std::memcmp(one.data(), many.data(), sizeof(float) * one.size()), 0)
+        << threads << " threads";
+  }
+  omp_set_num_threads(2);
+  GenerationRequest on = request(1, 0, 24, 0.0f);
+  on.prompt = cycle_prompt(6, 5);
+  GenerationRequest off = request(5, 77, 17, 0.0f);
+  for (const GenerationRequest& r : {on, off})
+    expect_identical(generate(model, {r}).results[0],
+                     generate(model, {r}, speculative_options()).results[0], "2 threads");
+  omp_set_num_threads(saved);
 }
 
 TEST(Speculative, NeedsAnMtpModule) {

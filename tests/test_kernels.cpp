@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <vector>
 
 #include "core/rng.h"
+#include "kernels/gemv.h"
 #include "kernels/ops.h"
 #include "kernels/simd.h"
 
@@ -104,6 +106,90 @@ TEST(Matmul, XwtMatchesRef) {
       matmul_xwt(x.data(), w.data(), y.data(), s.N, s.in, s.out, beta);
       ref::matmul_xwt(x.data(), w.data(), yr.data(), s.N, s.in, s.out, beta);
       EXPECT_LT(rel_err(y, yr), 1e-5) << s.N << "x" << s.in << "x" << s.out << " beta " << beta;
+    }
+  }
+}
+
+// ---- few-row products (gemv.h) -----------------------------------------------------------
+
+// Shapes with every tail: in % 16 == 8, in % 8 != 0, out % 4 != 0, fewer than 8 inputs.
+struct GemvShape {
+  int in, out;
+};
+const GemvShape kGemvShapes[] = {{1, 1}, {7, 5}, {8, 9}, {24, 4}, {33, 19}, {64, 30}, {256, 130}};
+
+bool same_bits(const Vec& a, const Vec& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), sizeof(float) * a.size()) == 0;
+}
+
+TEST(Gemv, XwtMatchesRef) {
+  for (const GemvShape& s : kGemvShapes)
+    for (int n = 1; n <= kGemvMaxRows; ++n)
+      for (float beta : {0.0f, 1.0f}) {
+        const int ldx = s.in + 3, ldy = s.out + 2;  // padded rows
+        const Vec x = randn(size_t(n) * ldx, 1), w = randn(size_t(s.out) * s.in, 2);
+        Vec y = randn(size_t(n) * ldy, 3), yr = y;
+        gemv_xwt(x.data(), ldx, w.data(), s.in, s.out, 0, s.out, y.data(), ldy, n, beta);
+        ref::gemv_xwt(x.data(), ldx, w.data(), s.in, s.out, yr.data(), ldy, n, beta);
+        EXPECT_LT(rel_err(y, yr), 1e-5) << n << "x" << s.in << "x" << s.out << " beta " << beta;
+        // The padding between rows is not touched.
+        const Vec y0 = randn(size_t(n) * ldy, 3);
+        for (int i = 0; i < n; ++i)
+          for (int j = s.out; j < ldy; ++j)
+            EXPECT_EQ(y[size_t(i) * ldy + j], y0[size_t(i) * ldy + j]);
+      }
+}
+
+// Speculative verify and thread sharing rely on this: each output has the same bits whatever
+// the row count is and however the output rows are split.
+TEST(Gemv, XwtIsExactAcrossRowCountsAndSplits) {
+  for (const GemvShape& s : kGemvShapes) {
+    const Vec x = randn(size_t(kGemvMaxRows) * s.in, 4), w = randn(size_t(s.out) * s.in, 5);
+    Vec one(size_t(kGemvMaxRows) * s.out);  // row by row
+    for (int i = 0; i < kGemvMaxRows; ++i)
+      gemv_xwt(x.data() + size_t(i) * s.in, s.in, w.data(), s.in, s.out, 0, s.out,
+               one.data() + size_t(i) * s.out, s.out, 1);
+    for (int n = 1; n <= kGemvMaxRows; ++n) {
+      const Vec want(one.begin(), one.begin() + size_t(n) * s.out);
+      Vec all(size_t(n) * s.out);
+      gemv_xwt(x.data(), s.in, w.data(), s.in, s.out, 0, s.out, all.data(), s.out, n);
+      EXPECT_TRUE(same_bits(all, want)) << n << " rows, " << s.in << "x" << s.out;
+      for (int parts : {2, 3, 5}) {
+        Vec split(size_t(n) * s.out, NAN);
+        for (int p = 0; p < parts; ++p)
+          gemv_xwt(x.data(), s.in, w.data(), s.in, s.out, s.out * p / parts,
+                   s.out * (p + 1) / parts, split.data(), s.out, n);
+        EXPECT_TRUE(same_bits(split, want)) << n << " rows in " << parts << " parts";
+      }
+      Vec odd(size_t(n) * s.out, NAN);  // ranges not at multiples of 4
+      for (int j = 0; j < s.out; j += 3)
+        gemv_xwt(x.data(), s.in, w.data(), s.in, s.out, j, std::min(j + 3, s.out), odd.data(),
+                 s.out, n);
+      EXPECT_TRUE(same_bits(odd, want)) << n << " rows in threes";
+    }
+  }
+}
+
+TEST(Gemv, SwigluMatchesRefAndIsExact) {
+  for (const GemvShape& s : kGemvShapes) {
+    const Vec x = randn(size_t(kGemvMaxRows) * s.in, 6), g = randn(size_t(s.out) * s.in, 7),
+              u = randn(size_t(s.out) * s.in, 8);
+    Vec one(size_t(kGemvMaxRows) * s.out);
+    for (int i = 0; i < kGemvMaxRows; ++i)
+      gemv_swiglu(x.data() + size_t(i) * s.in, s.in, g.data(), u.data(), s.in, s.out, 0, s.out,
+                  one.data() + size_t(i) * s.out, s.out, 1);
+    for (int n = 1; n <= kGemvMaxRows; ++n) {
+      Vec gr(size_t(n) * s.out), ur(gr.size()), ar(gr.size());
+      ref::gemv_xwt(x.data(), s.in, g.data(), s.in, s.out, gr.data(), s.out, n);
+      ref::gemv_xwt(x.data(), s.in, u.data(), s.in, s.out, ur.data(), s.out, n);
+      ref::swiglu_forward(gr.data(), ur.data(), ar.data(), int64_t(gr.size()));
+      Vec a(gr.size(), NAN);
+      for (int j = 0; j < s.out; j += 36)  // chunks across the kernel's 32-row blocks
+        gemv_swiglu(x.data(), s.in, g.data(), u.data(), s.in, s.out, j, std::min(j + 36, s.out),
+                    a.data(), s.out, n);
+      EXPECT_LT(rel_err(a, ar), 1e-5) << n << "x" << s.in << "x" << s.out;
+      EXPECT_TRUE(same_bits(a, Vec(one.begin(), one.begin() + a.size())))
+          << n << " rows, " << s.in << "x" << s.out;
     }
   }
 }

@@ -9,13 +9,24 @@
 // A model loaded with FP8-kept weights (Model::fp8_weights()) runs every Linear product it keeps
 // through fp8_linear, including the FFN's, which then runs here (ffn_fp8) instead of through
 // ffn_forward; without FP8 weights the FP32 code below runs unchanged.
+//
+// Decode steps of FP32 models (absorbed cache, 1 to kGemvMaxRows rows: batch-1 decoding and
+// speculative verify passes) take a faster path (the fast_* functions): the whole step runs in
+// one parallel region, every weight matrix's output rows shared among the threads (so all of
+// them stream weights at once), in phases of tasks the threads claim (PhaseCursor) instead of
+// a parallel region per product. Its products are the gemv.h kernels, whose results do not depend
+// on the row count or on the split, so the step gives the same bits whatever the thread count
+// and a verify pass equals 1-token steps exactly.
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <thread>
 
 #include "core/check.h"
+#include "kernels/gemv.h"
 #include "kernels/ops.h"
 #include "kernels/routing.h"
 #include "kernels/simd.h"
@@ -32,94 +43,15 @@ void grow(std::vector<T>& v, size_t n) {
 }
 
 // Up to this many rows take the row-by-row products below; more go to BLAS gemm.
-constexpr int kFewRows = 3;
+constexpr int kFewRows = kGemvMaxRows;
 
-// Finishes output (i, j) of the products below: adds the scalar tail t0..in of its dot
-// product to the vector part `v`, then stores it (beta: 0 overwrites, else y = v + beta·y).
-inline void xwt_finish(float v, const float* x, const float* w, int t0, int in, float* y,
-                       float beta) {
-  for (int t = t0; t < in; ++t) v = std::fma(w[t], x[t], v);
-  *y = beta == 0.0f ? v : v + beta * *y;
-}
-
-// y[i, r] = x[i]·w[r] for 4·G weight rows of w and N rows of x: 4·G·N independent 8-lane
-// accumulators, so the FMAs pipeline instead of waiting on one chain, and each weight load
-// serves all N rows. Every group of four accumulators is reduced by one hadd tree, which sums
-// each output's lanes in the same order whatever G and N are.
-template <int G, int N>
-void xwt_tile(const float* x, int ldx, const float* w, int in, float* y, int ldy, float beta) {
-  constexpr int R = 4 * G;
-  int t = 0;
-#if SEEKR_AVX2
-  __m256 acc[N][R];
-#pragma GCC unroll 16
-  for (int i = 0; i < N; ++i)
-#pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) acc[i][r] = _mm256_setzero_ps();
-  for (; t + 8 <= in; t += 8) {
-    __m256 wv[R];
-#pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) wv[r] = _mm256_loadu_ps(w + size_t(r) * in + t);
-#pragma GCC unroll 16
-    for (int i = 0; i < N; ++i) {
-      const __m256 xv = _mm256_loadu_ps(x + size_t(i) * ldx + t);
-#pragma GCC unroll 16
-      for (int r = 0; r < R; ++r) acc[i][r] = _mm256_fmadd_ps(wv[r], xv, acc[i][r]);
-    }
-  }
-#endif
-  for (int i = 0; i < N; ++i)
-    for (int g = 0; g < G; ++g) {
-      float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#if SEEKR_AVX2
-      const __m256* a = acc[i] + 4 * g;
-      const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
-      _mm_storeu_ps(s, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
-#endif
-      for (int k = 0; k < 4; ++k)
-        xwt_finish(s[k], x + size_t(i) * ldx, w + size_t(4 * g + k) * in, t, in,
-                   y + size_t(i) * ldy + 4 * g + k, beta);
-    }
-}
-
-// One weight row for N rows of x (the out % 4 rows after the tiles).
-template <int N>
-void xwt_row(const float* x, int ldx, const float* w, int in, float* y, int ldy, float beta) {
-  for (int i = 0; i < N; ++i) {
-    const float v = simd::dot(w, x + size_t(i) * ldx, in);
-    float& out = y[size_t(i) * ldy];
-    out = beta == 0.0f ? v : v + beta * out;
-  }
-}
-
-// All `out` weight rows for N rows of x: tiles of 4·G rows, one of 4, then single rows. Row j
-// is reduced by a hadd tree when j < out - out % 4, else by hsum, for every N.
-template <int G, int N>
-void xwt_rows(const float* x, int ldx, const float* w, float* y, int ldy, int in, int out,
-              float beta) {
-  int j = 0;
-  for (; j + 4 * G <= out; j += 4 * G)
-    xwt_tile<G, N>(x, ldx, w + size_t(j) * in, in, y + j, ldy, beta);
-  for (; j + 4 <= out; j += 4) xwt_tile<1, N>(x, ldx, w + size_t(j) * in, in, y + j, ldy, beta);
-  for (; j < out; ++j) xwt_row<N>(x, ldx, w + size_t(j) * in, in, y + j, ldy, beta);
-}
-
-// y[i, :out] (=|+=) x[i, :in] · wᵀ for i < n <= kFewRows, w: [out, in], rows of x and y at
-// strides ldx and ldy. The weights are streamed once for all n rows (a 2-token verify pass
-// reads them once, like a 1-token step), and every y[i][j] is computed by the same operations
-// whatever n is, so the rows of a verify pass equal 1-token decode steps bit for bit and
-// speculative decoding reproduces greedy decoding exactly.
+// y[i, :out] (=|+=) x[i, :in] · wᵀ for i < n <= kFewRows (gemv.h): the weights are streamed
+// once for all n rows (a 2-token verify pass reads them once, like a 1-token step), and every
+// y[i][j] is computed by the same operations whatever n is, so the rows of a verify pass equal
+// 1-token decode steps bit for bit and speculative decoding reproduces greedy decoding exactly.
 void few_rows_xwt(const float* x, int ldx, const float* w, float* y, int ldy, int n, int in,
                   int out, float beta) {
-  switch (n) {
-    case 1:
-      return xwt_rows<2, 1>(x, ldx, w, y, ldy, in, out, beta);
-    case 2:
-      return xwt_rows<1, 2>(x, ldx, w, y, ldy, in, out, beta);
-    case 3:
-      return xwt_rows<1, 3>(x, ldx, w, y, ldy, in, out, beta);
-  }
-  SEEKR_CHECK(n == 0, "few_rows_xwt: ", n, " rows");
+  gemv_xwt(x, ldx, w, in, out, 0, out, y, ldy, n, beta);
 }
 
 // y[n, out] (=|+=) x[n, in] · w[out, in]ᵀ
@@ -127,6 +59,114 @@ void xwt(const float* x, const float* w, float* y, int n, int in, int out, float
   if (n <= kFewRows) return few_rows_xwt(x, in, w, y, out, n, in, out, beta);
   matmul_xwt(x, w, y, n, in, out, beta);
 }
+
+// Absorbed attention scores of heads [h0, h1) of one query row qi ([H, cw]) against cache rows
+// 0..len-1 of base (at stride width), into p[h·ld + t]. Every head scores the same cache rows:
+// four heads at a time (from h0) share each row's loads.
+void absorbed_scores(const float* qi, int cw, const float* base, int width, int len, int h0, int h1,
+                     float* p, int ld) {
+  for (int t = 0; t < len; ++t) {
+    const float* r = base + size_t(t) * width;
+    int hh = h0;
+    for (; hh + 4 <= h1; hh += 4) {
+      const float* qs[4] = {qi + size_t(hh) * cw, qi + size_t(hh + 1) * cw,
+                            qi + size_t(hh + 2) * cw, qi + size_t(hh + 3) * cw};
+      float s4[4];
+      simd::dot4(qs, r, cw, s4);
+      for (int k = 0; k < 4; ++k) p[size_t(hh + k) * ld + t] = s4[k];
+    }
+    for (; hh < h1; ++hh) p[size_t(hh) * ld + t] = simd::dot(qi + size_t(hh) * cw, r, cw);
+  }
+}
+
+// p[0..len) = softmax(p), then o[:dim] = Σ_t p[t]·values[t] (value rows at stride width).
+void softmax_mix(float* p, int len, const float* values, int width, float* o, int dim) {
+  const double z = simd::exp_store_sum(p, p, len, simd::max(p, len));
+  const float inv = static_cast<float>(1.0 / z);
+  std::fill(o, o + dim, 0.0f);
+  for (int t = 0; t < len; ++t) simd::axpy(p[t] * inv, values + size_t(t) * width, o, dim);
+}
+
+// Work sharing inside the decode step's parallel region. The step is a fixed sequence of
+// phases, each a number of independent tasks (ranges of output rows, groups of heads); a thread
+// claims the next task of its phase with an atomic counter and counts it done when finished,
+// and starts on a phase only once every task of the one before is done. No thread waits for
+// another to arrive: one that is late (asleep under OMP_WAIT_POLICY=PASSIVE, or preempted on a
+// busy machine) finds the tasks taken and catches up, so a step is never much slower than one
+// thread alone would make it. Which thread computes a task does not change its bits.
+struct PhaseCounter {
+  alignas(64) std::atomic<int> next{0};  // tasks claimed
+  alignas(64) std::atomic<int> done{0};  // tasks finished
+};
+
+// One thread's walk through the phases of a step.
+class PhaseCursor {
+ public:
+  explicit PhaseCursor(PhaseCounter* phases) : p_(phases) {}
+  // The next phase, of `tasks` tasks: waits for the previous one, then runs prep() before the
+  // first task this thread claims (only then are the phase's inputs sure to be current) and
+  // f(task) for each.
+  template <typename Prep, typename F>
+  void run(int tasks, Prep&& prep, F&& f) {
+    if (ph_ > 0) {
+      const std::atomic<int>& done = p_[ph_ - 1].done;
+      for (int spin = 0; done.load(std::memory_order_acquire) < prev_; ++spin) {
+        if (spin < (1 << 14)) {
+#if SEEKR_AVX2
+          _mm_pause();
+#endif
+        } else {
+          std::this_thread::yield();
+        }
+      }
+    }
+    PhaseCounter& c = p_[ph_];
+    bool first = true;
+    for (int t; (t = c.next.fetch_add(1, std::memory_order_relaxed)) < tasks;) {
+      if (first) prep();
+      first = false;
+      f(t);
+      c.done.fetch_add(1, std::memory_order_release);
+    }
+    prev_ = tasks;
+    ++ph_;
+  }
+  template <typename F>
+  void run(int tasks, F&& f) {
+    run(
+        tasks, [] {}, f);
+  }
+
+ private:
+  PhaseCounter* p_;
+  int ph_ = 0, prev_ = 0;
+};
+
+// Tasks of kChunk output rows over `count` products of out(m) rows each: their number, and
+// task t's product and rows [*j0, *j1).
+constexpr int kChunk = 32;
+template <typename Out>
+int chunk_count(int count, Out&& out, int chunk = kChunk) {
+  int tasks = 0;
+  for (int m = 0; m < count; ++m) tasks += (out(m) + chunk - 1) / chunk;
+  return tasks;
+}
+template <typename Out>
+int chunk_rows(int count, Out&& out, int t, int* j0, int* j1, int chunk = kChunk) {
+  for (int m = 0; m < count; ++m) {
+    const int rows = out(m), tasks = (rows + chunk - 1) / chunk;
+    if (t < tasks) {
+      *j0 = t * chunk;
+      *j1 = std::min(rows, *j0 + chunk);
+      return m;
+    }
+    t -= tasks;
+  }
+  return -1;
+}
+
+// Most experts per token the fast decode path takes (DeepSeek-V3: 8).
+constexpr int kMaxTopK = 64;
 
 }  // namespace
 
@@ -147,6 +187,18 @@ struct InferenceSession::Impl {
   std::vector<int> next, rows;
   std::vector<int32_t> kept_slots, kept_pos;
   FfnActs ffn;
+  // Fast decode path: per-thread scratch; the step's MLPs (shared (-1) first, then the routed
+  // experts, ascending), their SwiGLU activations and down products ([mlps, n, inter] and
+  // [mlps, n, d]); the phase counters.
+  struct ThreadScratch {
+    std::vector<float> h, qn, rstd;  // [n, d], [n, rq], [n]
+  };
+  std::vector<ThreadScratch> ts;
+  std::vector<int> experts;
+  int mlps = 0;
+  std::vector<float> act, ye;
+  std::unique_ptr<PhaseCounter[]> phases;
+  int phase_capacity = 0;
 
   Impl(const Model& m, int seqs, int length, AttentionMode md)
       : model(m), c(m.config()), D(m.config()), rope(m.config()), max_seqs(seqs),
@@ -189,6 +241,20 @@ struct InferenceSession::Impl {
                  int n, float* att_out);
   // norm(x) · lm_headᵀ for the rows with logits_rows[i] != 0 (all when null), packed.
   void head(const float* norm, int n, const uint8_t* logits_rows, float* logits);
+
+  // The fast decode path (see the top of the file): whether n rows take it, and the setup of
+  // a step (scratch for n rows, `phase_count` phase counters cleared). Its parts are run by
+  // every thread of the region, `tid` with its cursor; fast_block is block() (the same rows
+  // kept), fast_head is head().
+  bool fast(int n) const { return !fp8 && mode == AttentionMode::kAbsorbed && n <= kGemvMaxRows; }
+  void fast_setup(int n, int phase_count);
+  int fast_block(int tid, PhaseCursor& cur, int layer, const LayerWeights& w, const int32_t* slots,
+                 const int32_t* pos, int n, const uint8_t* keep);
+  void fast_heads(int tid, int layer, const LayerWeights& w, const int32_t* slots,
+                  const int32_t* pos, int n, int h0, int h1);
+  void fast_ffn(PhaseCursor& cur, const LayerWeights& w, int n);
+  void fast_head(int tid, PhaseCursor& cur, const float* norm, int n, const uint8_t* logits_rows,
+                 float* logits);
 };
 
 void InferenceSession::Impl::check_rows(const int32_t* tokens, const int32_t* slots,
@@ -323,21 +389,8 @@ void InferenceSession::Impl::attention(int layer, const LayerWeights& w, const i
       const int len = pos[i] + 1;
       const float* base = row(layer, slots[i], 0);  // [len, width]
       if (absorbed) {
-        // Every head scores the same cache rows: four heads at a time share each row's loads.
-        const float* qi = qcat.data() + size_t(i) * H * score_dim;  // [H, rkv+dr]
-        for (int t = 0; t < len; ++t) {
-          const float* r = base + size_t(t) * width;
-          int hh = 0;
-          for (; hh + 4 <= H; hh += 4) {
-            const float* qs[4] = {qi + size_t(hh) * score_dim, qi + size_t(hh + 1) * score_dim,
-                                  qi + size_t(hh + 2) * score_dim, qi + size_t(hh + 3) * score_dim};
-            float s4[4];
-            simd::dot4(qs, r, score_dim, s4);
-            for (int k = 0; k < 4; ++k) p[size_t(hh + k) * max_len + t] = s4[k];
-          }
-          for (; hh < H; ++hh)
-            p[size_t(hh) * max_len + t] = simd::dot(qi + size_t(hh) * score_dim, r, score_dim);
-        }
+        absorbed_scores(qcat.data() + size_t(i) * H * score_dim, score_dim, base, width, len, 0, H,
+                        p, max_len);
       } else {
         for (int hh = 0; hh < H; ++hh) {
           const float* qh = q.data() + size_t(i) * qw + hh * dqk;
@@ -352,11 +405,7 @@ void InferenceSession::Impl::attention(int layer, const LayerWeights& w, const i
         const float* values = absorbed ? base : base + H * dqk + hh * dv;
         float* o = absorbed ? olat.data() + (size_t(i) * H + hh) * rkv
                             : att_out + size_t(i) * H * dv + hh * dv;
-        const double z = simd::exp_store_sum(ph, ph, len, simd::max(ph, len));
-        const float inv = static_cast<float>(1.0 / z);
-        std::fill(o, o + out_dim, 0.0f);
-        for (int t = 0; t < len; ++t)
-          simd::axpy(ph[t] * inv, values + size_t(t) * width, o, out_dim);
+        softmax_mix(ph, len, values, width, o, out_dim);
       }
     }
   }
@@ -456,6 +505,251 @@ void InferenceSession::Impl::head(const float* norm, int n, const uint8_t* logit
   xwt(hN.data(), model.w().lm_head, logits, nr, d, D.V);  // [nr, V]
 }
 
+void InferenceSession::Impl::fast_setup(int n, int phase_count) {
+  const int threads = omp_get_max_threads(), d = D.d;
+  if (ts.size() < size_t(threads)) ts.resize(threads);
+  for (ThreadScratch& s : ts) {
+    grow(s.h, size_t(n) * d);
+    grow(s.qn, size_t(n) * std::max(D.rq, 1));
+    grow(s.rstd, size_t(n));
+  }
+  grow(qcat, size_t(n) * D.H * (D.rkv + D.dr));
+  grow(olat, size_t(n) * D.H * D.rkv);
+  grow(probs, size_t(threads) * D.H * max_len);
+  grow(ffn.rlogits, size_t(n) * D.E);
+  grow(ffn.scores, size_t(n) * D.E);
+  grow(ffn.weights, size_t(n) * D.K);
+  grow(ffn.idx, size_t(n) * D.K);
+  grow(experts, size_t(D.E + 1));
+  // The most MLPs a step runs: the dense one, or the shared one and n·K routed ones.
+  const int routed = std::min(D.E, n * D.K);
+  grow(act, size_t(n) * std::max(D.I, routed * D.Im + D.Is));
+  grow(ye, size_t(n) * d * (routed + 1));
+  SEEKR_CHECK(D.K <= kMaxTopK, "fast decode: ", D.K, " experts per token");
+  if (phase_capacity < phase_count) {
+    phases = std::make_unique<PhaseCounter[]>(phase_count);
+    phase_capacity = phase_count;
+  }
+  for (int p = 0; p < phase_count; ++p) {
+    phases[p].next.store(0, std::memory_order_relaxed);
+    phases[p].done.store(0, std::memory_order_relaxed);
+  }
+}
+
+int InferenceSession::Impl::fast_block(int tid, PhaseCursor& cur, int l, const LayerWeights& lw,
+                                       const int32_t* slots, const int32_t* positions, int n,
+                                       const uint8_t* keep) {
+  ThreadScratch& s = ts[tid];
+  const int d = D.d, H = D.H, qw = H * D.dqk, ckw = D.rkv + D.dr, rkv = D.rkv;
+  // 1. h = norm(x); kv_a and q_a (or q) by rows.
+  {
+    const float* mats[2] = {lw.attn.kv_a_proj, D.rq > 0 ? lw.attn.q_a_proj : lw.attn.q_proj};
+    float* ys[2] = {kva.data(), D.rq > 0 ? tmp.data() : q.data()};
+    const int outs[2] = {ckw, D.rq > 0 ? D.rq : qw};
+    const auto out = [&](int m) { return outs[m]; };
+    cur.run(
+        chunk_count(2, out),
+        [&] { rmsnorm_forward(x.data(), lw.input_norm, s.h.data(), s.rstd.data(), n, d, D.eps); },
+        [&](int t) {
+          int j0 = 0, j1 = 0;
+          const int m = chunk_rows(2, out, t, &j0, &j1);
+          gemv_xwt(s.h.data(), d, mats[m], d, outs[m], j0, j1, ys[m], outs[m], n);
+        });
+  }
+  // 2. Task 0 writes the cache entries (and packs the kept rows of x); the others are q_b by
+  // rows, on the kept rows' normalised q_a.
+  int kept[kGemvMaxRows], nk = 0;
+  for (int i = 0; i < n; ++i)
+    if (!keep || keep[i]) kept[nk++] = i;
+  cur.run(
+      1 + (D.rq > 0 ? (qw + kChunk - 1) / kChunk : 0),
+      [&] {
+        for (int k = 0; D.rq > 0 && k < nk; ++k)
+          rmsnorm_forward(&tmp[size_t(kept[k]) * D.rq], lw.attn.q_a_norm, &s.qn[size_t(k) * D.rq],
+                          &s.rstd[k], 1, D.rq, D.eps);
+      },
+      [&](int t) {
+        if (t > 0) {
+          const int j0 = (t - 1) * kChunk, j1 = std::min(qw, j0 + kChunk);
+          gemv_xwt(s.qn.data(), D.rq, lw.attn.q_b_proj, D.rq, qw, j0, j1, q.data(), qw, nk);
+          return;
+        }
+        rope_forward(kva.data() + rkv, positions, n, 1, D.dr, ckw, D.dr, rope.cos.data(),
+                     rope.sin.data());
+        float r_std;
+        for (int i = 0; i < n; ++i) {
+          float* r = row(l, slots[i], positions[i]);
+          rmsnorm_forward(&kva[size_t(i) * ckw], lw.attn.kv_a_norm, r, &r_std, 1, rkv, D.eps);
+          std::memcpy(r + rkv, &kva[size_t(i) * ckw + rkv], sizeof(float) * D.dr);
+        }
+        for (int k = 0; k < nk; ++k)
+          if (kept[k] != k) {
+            std::memcpy(&x[size_t(k) * d], &x[size_t(kept[k]) * d], sizeof(float) * d);
+            if (D.rq == 0)
+              std::memcpy(&q[size_t(k) * qw], &q[size_t(kept[k]) * qw], sizeof(float) * qw);
+          }
+      });
+  int32_t ks[kGemvMaxRows], kp[kGemvMaxRows];
+  for (int k = 0; k < nk; ++k) {
+    ks[k] = slots[kept[k]];
+    kp[k] = positions[kept[k]];
+  }
+  n = nk;
+  // 3. Attention by groups of four heads (the score groups of attention()); 4. o_proj into the
+  // residual by rows.
+  cur.run((H + 3) / 4,
+          [&](int t) { fast_heads(tid, l, lw, ks, kp, n, 4 * t, std::min(H, 4 * t + 4)); });
+  cur.run((d + kChunk - 1) / kChunk, [&](int t) {
+    const int j0 = t * kChunk, j1 = std::min(d, j0 + kChunk);
+    gemv_xwt(att.data(), H * D.dv, lw.attn.o_proj, H * D.dv, d, j0, j1, x.data(), d, n, 1.0f);
+  });
+  // 5-7. The FFN, added into the residual.
+  fast_ffn(cur, lw, n);
+  return n;
+}
+
+void InferenceSession::Impl::fast_heads(int tid, int layer, const LayerWeights& w,
+                                        const int32_t* slots, const int32_t* pos, int n, int h0,
+                                        int h1) {
+  // attention()'s absorbed computation for heads [h0, h1).
+  const int H = D.H, dn = D.dn, dr = D.dr, dv = D.dv, dqk = D.dqk, rkv = D.rkv;
+  const int qw = H * dqk, cw = rkv + dr;
+  const float* wkvb = w.attn.kv_b_proj;  // [H*(dn+dv), rkv]
+  for (int hh = h0; hh < h1; ++hh) {
+    const float* wk = wkvb + size_t(hh) * (dn + dv) * rkv;  // [dn, rkv]
+    for (int i = 0; i < n; ++i) {
+      float* qh = q.data() + size_t(i) * qw + hh * dqk;
+      rope_forward(qh + dn, pos + i, 1, 1, dr, qw, dqk, rope.cos.data(), rope.sin.data());
+      float* dst = qcat.data() + (size_t(i) * H + hh) * cw;
+      std::fill_n(dst, rkv, 0.0f);
+      for (int j = 0; j < dr; ++j) dst[rkv + j] = D.scale * qh[dn + j];
+    }
+    for (int t = 0; t < dn; ++t)
+      for (int i = 0; i < n; ++i)
+        simd::axpy(D.scale * q[size_t(i) * qw + hh * dqk + t], wk + size_t(t) * rkv,
+                   qcat.data() + (size_t(i) * H + hh) * cw, rkv);
+  }
+  float* p = probs.data() + size_t(tid) * H * max_len;  // [H, len]
+  for (int i = 0; i < n; ++i) {
+    const int len = pos[i] + 1;
+    const float* base = row(layer, slots[i], 0);  // [len, width]
+    const float* qi = qcat.data() + size_t(i) * H * cw;
+    absorbed_scores(qi, cw, base, width, len, h0, h1, p, max_len);
+    for (int hh = h0; hh < h1; ++hh) {
+      float* ph = p + size_t(hh) * max_len;
+      softmax_mix(ph, len, base, width, olat.data() + (size_t(i) * H + hh) * rkv, rkv);
+    }
+  }
+  for (int hh = h0; hh < h1; ++hh) {
+    const float* wv = wkvb + (size_t(hh) * (dn + dv) + dn) * rkv;  // [dv, rkv]
+    gemv_xwt(olat.data() + hh * rkv, H * rkv, wv, rkv, dv, 0, dv, att.data() + hh * dv, H * dv, n);
+  }
+}
+
+void InferenceSession::Impl::fast_ffn(PhaseCursor& cur, const LayerWeights& w, int n) {
+  // ffn_forward's computation. One task normalises x and routes; the SwiGLU activations of the
+  // step's MLPs go by rows, then their down products by output columns, each task adding its
+  // columns into the residual. Every MLP runs on all n rows (the weights are read once either
+  // way); a row uses the experts it was routed to.
+  const int d = D.d, K = D.K;
+  cur.run(1, [&](int) {
+    rmsnorm_forward(x.data(), w.post_attn_norm, h.data(), rstd.data(), n, d, D.eps);
+    mlps = 0;
+    if (!w.is_moe) {
+      experts[mlps++] = -1;
+      return;
+    }
+    gemv_xwt(h.data(), d, w.router, d, D.E, 0, D.E, ffn.rlogits.data(), D.E, n);
+    route_forward(routing_params(c), ffn.rlogits.data(), w.correction_bias, ffn.scores.data(),
+                  ffn.idx.data(), ffn.weights.data(), n);
+    if (D.Is > 0) experts[mlps++] = -1;
+    for (int i = 0; i < n; ++i) {
+      // Each row's experts in increasing order, as ffn_forward adds them.
+      int32_t* id = &ffn.idx[size_t(i) * K];
+      float* wt = &ffn.weights[size_t(i) * K];
+      for (int a = 1; a < K; ++a)
+        for (int b = a; b > 0 && id[b] < id[b - 1]; --b) {
+          std::swap(id[b], id[b - 1]);
+          std::swap(wt[b], wt[b - 1]);
+        }
+    }
+    for (int e = 0; e < D.E; ++e)
+      for (int k = 0; k < n * K; ++k)
+        if (ffn.idx[k] == e) {
+          experts[mlps++] = e;
+          break;
+        }
+  });
+  const auto mlp = [&](int m) -> const MlpWeights& {
+    const int e = experts[m];
+    return !w.is_moe ? w.mlp : e < 0 ? w.shared : w.experts[e];
+  };
+  const auto inter = [&](int m) { return !w.is_moe ? D.I : experts[m] < 0 ? D.Is : D.Im; };
+  // MLP m's activations, [n, inter(m)], follow those of the MLPs before it.
+  const auto act_at = [&](int m) {
+    size_t off = 0;
+    for (int k = 0; k < m; ++k) off += size_t(n) * inter(k);
+    return act.data() + off;
+  };
+  // The phase's tasks cannot depend on the routing (a late thread could read the next
+  // layer's): they cover the most MLPs a step can run, and those beyond `mlps` do nothing.
+  // (Shared state is read only inside a task: the phase is not done, so it is current.)
+  const int most = !w.is_moe ? 1 : (D.Is > 0) + std::min(D.E, n * K);
+  const auto most_inter = [&](int m) { return !w.is_moe ? D.I : D.Is > 0 && m == 0 ? D.Is : D.Im; };
+  cur.run(chunk_count(most, most_inter), [&](int t) {
+    int j0 = 0, j1 = 0;
+    const int m = chunk_rows(most, most_inter, t, &j0, &j1);
+    if (m >= mlps) return;
+    const MlpWeights& mw = mlp(m);
+    gemv_swiglu(h.data(), d, mw.gate, mw.up, d, inter(m), j0, j1, act_at(m), inter(m), n);
+  });
+  cur.run((d + kChunk - 1) / kChunk, [&](int t) {
+    const int j0 = t * kChunk, j1 = std::min(d, j0 + kChunk);
+    for (int m = 0; m < mlps; ++m)
+      gemv_xwt(act_at(m), inter(m), mlp(m).down, inter(m), d, j0, j1, ye.data() + size_t(m) * n * d,
+               d, n);
+    const bool has0 = !w.is_moe || D.Is > 0;  // ye[0] is the dense or shared MLP's
+    for (int i = 0; i < n; ++i) {
+      float* xi = x.data() + size_t(i) * d;
+      const float* y0 = ye.data() + size_t(i) * d;
+      const int32_t* id = &ffn.idx[size_t(i) * K];
+      const float* wt = &ffn.weights[size_t(i) * K];
+      int ms[kMaxTopK];  // MLP index of each routed expert
+      for (int k = 0; w.is_moe && k < K; ++k) {
+        int m = has0 ? 1 : 0;
+        while (experts[m] != id[k]) ++m;
+        ms[k] = m;
+      }
+      for (int j = j0; j < j1; ++j) {
+        float o = has0 ? y0[j] : 0.0f;
+        for (int k = 0; w.is_moe && k < K; ++k)
+          o = std::fma(wt[k], ye[(size_t(ms[k]) * n + i) * d + j], o);
+        xi[j] += o;
+      }
+    }
+  });
+}
+
+void InferenceSession::Impl::fast_head(int tid, PhaseCursor& cur, const float* norm, int n,
+                                       const uint8_t* logits_rows, float* logits) {
+  ThreadScratch& s = ts[tid];
+  const int d = D.d;
+  int nr = 0;
+  for (int i = 0; i < n; ++i) nr += !logits_rows || logits_rows[i];
+  constexpr int kHeadChunk = 4 * kChunk;
+  cur.run((D.V + kHeadChunk - 1) / kHeadChunk,
+          [&] {
+            for (int i = 0, r = 0; i < n; ++i)
+              if (!logits_rows || logits_rows[i])
+                rmsnorm_forward(&x[size_t(i) * d], norm, &s.h[size_t(r++) * d], s.rstd.data(), 1, d,
+                                D.eps);
+          },
+          [&](int t) {
+            const int j0 = t * kHeadChunk, j1 = std::min(D.V, j0 + kHeadChunk);
+            gemv_xwt(s.h.data(), d, model.w().lm_head, d, D.V, j0, j1, logits, D.V, nr);
+          });
+}
+
 InferenceSession::InferenceSession(const Model& model, int max_seqs, int max_len,
                                    AttentionMode mode)
     : impl_(std::make_unique<Impl>(model, max_seqs, max_len, mode)) {}
@@ -507,6 +801,22 @@ void InferenceSession::forward(const int32_t* tokens, const int32_t* slots,
   m.grow_scratch(n);
   for (int i = 0; i < n; ++i)
     std::memcpy(&m.x[size_t(i) * d], w.embed + size_t(tokens[i]) * d, sizeof(float) * d);
+  if (m.fast(n)) {
+    // Phases: 7 per layer, then the head.
+    m.fast_setup(n, 7 * m.c.num_hidden_layers + 1);
+#pragma omp parallel
+    {
+      const int tid = omp_get_thread_num();
+      PhaseCursor cur(m.phases.get());
+      for (int l = 0; l < m.c.num_hidden_layers; ++l)
+        m.fast_block(tid, cur, l, w.layers[l], slots, positions, n, nullptr);
+      m.fast_head(tid, cur, w.final_norm, n, logits_rows, logits);
+    }
+    // After the region: x holds the last block's output (the head only reads it).
+    if (hidden) std::memcpy(hidden, m.x.data(), sizeof(float) * size_t(n) * d);
+    for (int i = 0; i < n; ++i) m.len[slots[i]] = positions[i] + 1;
+    return;
+  }
   for (int l = 0; l < m.c.num_hidden_layers; ++l) m.block(l, w.layers[l], slots, positions, n);
   for (int i = 0; i < n; ++i) m.len[slots[i]] = positions[i] + 1;
   if (hidden) std::memcpy(hidden, m.x.data(), sizeof(float) * size_t(n) * d);
@@ -531,8 +841,24 @@ void InferenceSession::mtp_forward(const float* hidden, const int32_t* next_toke
                     m.D.eps);
     rmsnorm_forward(hidden + size_t(i) * d, lw.hnorm, ci + d, &m.rstd[i], 1, d, m.D.eps);
   }
-  m.linear(m.cat.data(), lw.eh_proj, m.x.data(), n, 2 * d, d);  // [n, d]
   for (int i = 0; i < n; ++i) m.mtp_len[slots[i]] = positions[i] + 1;
+  if (m.fast(n)) {
+    // Phases: eh_proj, the block's 7, the head.
+    m.fast_setup(n, 9);
+#pragma omp parallel
+    {
+      const int tid = omp_get_thread_num();
+      PhaseCursor cur(m.phases.get());
+      cur.run((d + kChunk - 1) / kChunk, [&](int t) {
+        const int j0 = t * kChunk, j1 = std::min(d, j0 + kChunk);
+        gemv_xwt(m.cat.data(), 2 * d, lw.eh_proj, 2 * d, d, j0, j1, m.x.data(), d, n);
+      });
+      const int kept = m.fast_block(tid, cur, m.mtp_layer, lw, slots, positions, n, logits_rows);
+      m.fast_head(tid, cur, lw.head_norm, kept, nullptr, logits);
+    }
+    return;
+  }
+  m.linear(m.cat.data(), lw.eh_proj, m.x.data(), n, 2 * d, d);  // [n, d]
   // One block, so rows without logits only need their cache entries.
   const int kept = m.block(m.mtp_layer, lw, slots, positions, n, logits_rows);
   m.head(lw.head_norm, kept, nullptr, logits);
