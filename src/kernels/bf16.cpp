@@ -16,7 +16,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cstring>
 
 #include "core/check.h"
 #include "core/dtype.h"
@@ -267,7 +266,8 @@ inline uint32_t bf16_bits(float v) {
 // pairs and whole groups: dst holds ceil(rows / G)·G·ceil(cols / 2) lanes.
 void pack_pairs(const F32Matrix& m, int G, uint32_t* dst) {
   const int pairs = ceil_div(m.cols, 2);
-  std::memset(dst, 0, sizeof(uint32_t) * size_t(ceil_div(m.rows, G)) * G * pairs);
+  // std::fill, not memset: dst is null for an empty matrix, which memset may not be given.
+  std::fill_n(dst, size_t(ceil_div(m.rows, G)) * G * pairs, 0u);
   auto at = [&](int r, int k) { return m.data[r * m.row_stride + k * m.col_stride]; };
   auto lane = [&](int r, int p) -> uint32_t& {
     return dst[(int64_t(r / G) * pairs + p) * G + r % G];
