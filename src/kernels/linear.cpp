@@ -37,6 +37,7 @@ namespace {
 // Per-thread operand copies: workers run Linear layers concurrently, and a step reuses them.
 struct Operands {
   std::vector<float> a, b;
+  Bf16Weights packed;  // the bf16 kernel's packed right-hand operand
 };
 Operands& scratch() {
   thread_local Operands ops;
@@ -86,21 +87,11 @@ void set_bf16_gemm(Bf16Gemm g) {
   bf16_gemm_choice.store(int(g), std::memory_order_relaxed);
 }
 
-namespace {
-
-// Per-thread packed weights for the bf16 kernel.
-Bf16Weights& packed() {
-  thread_local Bf16Weights w;
-  return w;
-}
-
-}  // namespace
-
 void linear_forward(GemmPrecision p, const float* x, const float* w, float* y, int N, int in,
                     int out, float beta) {
   if (p == GemmPrecision::kF32) return matmul_xwt(x, w, y, N, in, out, beta);
   if (p == GemmPrecision::kBF16 && bf16_gemm() == Bf16Gemm::kKernel) {
-    Bf16Weights& wp = packed();
+    Bf16Weights& wp = scratch().packed;
     bf16_pack_weights(F32Matrix{w, out, in, in, 1}, wp);  // [out, in]
     return bf16_matmul_xwt(F32Matrix{x, N, in, in, 1}, wp, y, beta);
   }
@@ -114,7 +105,7 @@ void linear_dgrad(GemmPrecision p, const float* dy, const float* w, float* dx, i
                   int out, float beta) {
   if (p == GemmPrecision::kF32) return matmul_dy_w(dy, w, dx, N, in, out, beta);
   if (p == GemmPrecision::kBF16 && bf16_gemm() == Bf16Gemm::kKernel) {
-    Bf16Weights& wp = packed();
+    Bf16Weights& wp = scratch().packed;
     bf16_pack_weights(F32Matrix{w, in, out, 1, in}, wp);  // wᵀ [in, out]
     return bf16_matmul_xwt(F32Matrix{dy, N, out, out, 1}, wp, dx, beta);
   }
@@ -128,7 +119,7 @@ void linear_wgrad(GemmPrecision p, const float* dy, const float* x, float* dw, i
                   int out) {
   if (p == GemmPrecision::kF32) return matmul_dyt_x(dy, x, dw, N, in, out);
   if (p == GemmPrecision::kBF16 && bf16_gemm() == Bf16Gemm::kKernel) {
-    Bf16Weights& xp = packed();
+    Bf16Weights& xp = scratch().packed;
     bf16_pack_weights(F32Matrix{x, in, N, 1, in}, xp);                    // xᵀ [in, N]
     return bf16_matmul_xwt(F32Matrix{dy, out, N, 1, out}, xp, dw, 1.0f);  // dyᵀ [out, N]
   }
