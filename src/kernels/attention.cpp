@@ -19,25 +19,6 @@ namespace {
 
 constexpr int kRowBlock = 64;
 
-// OpenBLAS (pthread build) keeps its own worker pool. Calling a multi-threaded sgemm from inside
-// an OpenMP parallel region makes the two pools fight for the 2 cores: measured 20-30x slower
-// attention (OMP=2 + OpenBLAS=2: 2140 ms vs 73 ms). While the per-head loop runs on OpenMP
-// threads, every sgemm is therefore made single-threaded; the previous setting is restored.
-class SingleThreadedBlas {
- public:
-  SingleThreadedBlas() : saved_(omp_get_max_threads() > 1 ? openblas_get_num_threads() : 1) {
-    if (saved_ > 1) openblas_set_num_threads(1);
-  }
-  ~SingleThreadedBlas() {
-    if (saved_ > 1) openblas_set_num_threads(saved_);
-  }
-  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
-  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
-
- private:
-  int saved_;
-};
-
 struct HeadView {
   const float* q;  // [T, dqk] with row stride q_stride
   const float* k;
@@ -127,8 +108,7 @@ void attention_backward(const AttentionShape& s, const float* q, const float* k,
         // dV[0:i1] (+)= P[i0:i1, 0:i1]ᵀ · dO[i0:i1]
         gemm(true, false, i1, s.dv, rows, 1.0f, Pb, T, dOb, out_stride, beta, dV, s.v_stride);
         // dP[i0:i1, 0:i1] = dO[i0:i1] · V[0:i1]ᵀ   -> dS, ld = i1
-        gemm(false, true, rows, i1, s.dv, 1.0f, dOb, out_stride, hv.v, s.v_stride, 0.0f, dS,
-             i1);
+        gemm(false, true, rows, i1, s.dv, 1.0f, dOb, out_stride, hv.v, s.v_stride, 0.0f, dS, i1);
         for (int r = 0; r < rows; ++r) {
           const float* p = Pb + static_cast<int64_t>(r) * T;
           float* d = dS + static_cast<int64_t>(r) * i1;

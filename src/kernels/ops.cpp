@@ -3,7 +3,9 @@
 #include "kernels/ops.h"
 
 #include <cblas.h>
+#include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -13,6 +15,20 @@
 namespace seekr {
 
 // ---- matrix products ---------------------------------------------------------------------
+
+SingleThreadedBlas::SingleThreadedBlas()
+    : saved_(omp_get_max_threads() > 1 ? openblas_get_num_threads() : 1) {
+  if (saved_ > 1) openblas_set_num_threads(1);
+}
+
+SingleThreadedBlas::~SingleThreadedBlas() {
+  if (saved_ > 1) openblas_set_num_threads(saved_);
+}
+
+// Products of at least this many multiply-adds run as one single-threaded sgemm per OpenMP
+// thread on a panel of C, instead of on OpenBLAS's own threads: OpenBLAS's idle workers spin
+// in sched_yield on the core the OpenMP workers need.
+constexpr double kGemmSplitMinMacs = 1 << 20;
 
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc) {
@@ -26,19 +42,47 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
     }
     return;
   }
-  if (beta == 0.0f) {
-    // OpenBLAS clears C for beta = 0 with its own scaling kernel (sgemm_beta), which profiled at
-    // ~7% of a GRPO step; memset does the same clearing faster, and beta = 1 then skips it.
-    if (ldc == N) {
-      std::memset(C, 0, sizeof(float) * static_cast<size_t>(M) * N);
+  // OpenBLAS clears C for beta = 0 with its own scaling kernel (sgemm_beta), which profiled at
+  // ~7% of a GRPO step; memset does the same clearing faster, and beta = 1 then skips it.
+  const auto clear = [](float* c, int m, int n, int ldc) {
+    if (ldc == n) {
+      std::memset(c, 0, sizeof(float) * static_cast<size_t>(m) * n);
     } else {
-      for (int i = 0; i < M; ++i)
-        std::memset(C + static_cast<int64_t>(i) * ldc, 0, sizeof(float) * N);
+      for (int i = 0; i < m; ++i)
+        std::memset(c + static_cast<int64_t>(i) * ldc, 0, sizeof(float) * n);
     }
-    beta = 1.0f;
+  };
+  const bool zero = beta == 0.0f;
+  if (zero) beta = 1.0f;
+  const auto ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (threads > 1 && double(M) * N * K >= kGemmSplitMinMacs) {
+    // Split C into column or row panels, one single-threaded sgemm per OpenMP thread (see
+    // kGemmSplitMinMacs). Each C element is still one product over the whole of K.
+    const SingleThreadedBlas blas_guard;
+    const bool by_rows = M >= N;
+    const int len = by_rows ? M : N;
+    const int chunk = (len + threads - 1) / threads;
+    const int step = (chunk + 15) / 16 * 16;
+#pragma omp parallel for schedule(static, 1) num_threads(threads)
+    for (int i = 0; i < threads; ++i) {
+      const int b0 = std::min(len, i * step), b1 = std::min(len, b0 + step);
+      if (b0 >= b1) continue;
+      if (by_rows) {
+        const float* a = trans_a ? A + b0 : A + int64_t(b0) * lda;
+        float* c = C + int64_t(b0) * ldc;
+        if (zero) clear(c, b1 - b0, N, ldc);
+        cblas_sgemm(CblasRowMajor, ta, tb, b1 - b0, N, K, alpha, a, lda, B, ldb, beta, c, ldc);
+      } else {
+        const float* b = trans_b ? B + int64_t(b0) * ldb : B + b0;
+        if (zero) clear(C + b0, M, b1 - b0, ldc);
+        cblas_sgemm(CblasRowMajor, ta, tb, M, b1 - b0, K, alpha, A, lda, b, ldb, beta, C + b0, ldc);
+      }
+    }
+    return;
   }
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-              trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  if (zero) clear(C, M, N, ldc);
+  cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void matmul_xwt(const float* x, const float* w, float* y, int N, int in, int out, float beta) {

@@ -24,16 +24,34 @@ void matmul_dy_w(const float* dy, const float* w, float* dx, int N, int in, int 
 // dw[out, in] += dy[N, out]ᵀ · x[N, in]
 void matmul_dyt_x(const float* dy, const float* x, float* dw, int N, int in, int out);
 // General: C[M, N] = alpha * op(A) · op(B) + beta * C, row-major with leading dimensions.
+// Outside an OpenMP parallel region, a product of 2^20 multiply-adds or more is split into row
+// (M >= N) or column panels, one single-threaded sgemm per OpenMP thread.
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc);
+
+// OpenBLAS (pthread build) keeps its own worker pool. Calling a multi-threaded sgemm from inside
+// an OpenMP parallel region makes the two pools fight for the cores: measured 20-30x slower
+// attention (OMP=2 + OpenBLAS=2: 2140 ms vs 73 ms). A loop whose iterations each make their own
+// products (heads, experts) on OpenMP threads holds one of these: while it lives, sgemm is
+// single-threaded; the previous setting comes back at the end of the scope.
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas();
+  ~SingleThreadedBlas();
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+
+ private:
+  int saved_;
+};
 
 // ---- RMSNorm ---------------------------------------------------------------------------
 // y[N, d] = x * rstd * w, rstd[N] = 1/sqrt(mean(x²) + eps); rstd is saved for backward.
 void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int N, int d,
                      float eps);
 // dx[N, d] (+)= ...; dw[d] += ...   (beta = 0 overwrites dx, 1 accumulates)
-void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd,
-                      float* dx, float* dw, int N, int d, float beta = 0.0f);
+void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd, float* dx,
+                      float* dw, int N, int d, float beta = 0.0f);
 
 // ---- RoPE (interleaved pairs, as DeepSeek's checkpoints read) ----------------------------
 // Rotary tables: cos/sin [max_pos, d/2] built from inv_freq[d/2] with an attention-independent
@@ -86,8 +104,8 @@ namespace ref {
 void matmul_xwt(const float* x, const float* w, float* y, int N, int in, int out, float beta);
 void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int N, int d,
                      float eps);
-void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd,
-                      float* dx, float* dw, int N, int d, float beta);
+void rmsnorm_backward(const float* dy, const float* x, const float* w, const float* rstd, float* dx,
+                      float* dw, int N, int d, float beta);
 void attention_forward(const AttentionShape& s, const float* q, const float* k, const float* v,
                        float* probs, float* out);
 void attention_backward(const AttentionShape& s, const float* q, const float* k, const float* v,

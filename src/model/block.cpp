@@ -45,8 +45,7 @@ RopeTables::RopeTables(const ModelConfig& c) {
   const auto inv = c.rope_inv_freq();
   cos.resize(size_t(c.max_position_embeddings) * half);
   sin.resize(cos.size());
-  rope_tables(inv.data(), half, c.max_position_embeddings, c.rope_mscale(), cos.data(),
-              sin.data());
+  rope_tables(inv.data(), half, c.max_position_embeddings, c.rope_mscale(), cos.data(), sin.data());
 }
 
 namespace {
@@ -60,9 +59,15 @@ void add_into(float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
 
+// Sorts each token's K grouped rows ([N, K]) ascending: rows are grouped by expert, so this is
+// increasing expert order.
+void sort_rows_by_expert(int32_t* row_of, int N, int K) {
+  for (int t = 0; t < N; ++t) std::sort(row_of + size_t(t) * K, row_of + size_t(t + 1) * K);
+}
+
 // SwiGLU MLP over N rows: g, u, a are [N, inter] saved for backward; out[N, d] (+)= a·downᵀ.
-void mlp_forward(GemmPrecision p, const MlpWeights& w, const float* h, float* out, int N,
-                 int d, int inter, float* g, float* u, float* a, float beta) {
+void mlp_forward(GemmPrecision p, const MlpWeights& w, const float* h, float* out, int N, int d,
+                 int inter, float* g, float* u, float* a, float beta) {
   linear_forward(p, h, w.gate, g, N, d, inter);  // [N, inter]
   linear_forward(p, h, w.up, u, N, d, inter);    // [N, inter]
   swiglu_forward(g, u, a, int64_t(N) * inter);
@@ -73,8 +78,8 @@ void mlp_forward(GemmPrecision p, const MlpWeights& w, const float* h, float* ou
 void mlp_backward(GemmPrecision p, const MlpWeights& w, const MlpWeights& gw, const float* h,
                   const float* dout, float* dh, int N, int d, int inter, const float* g,
                   const float* u, const float* a, float* scratch, float beta) {
-  float* da = scratch;                         // [N, inter]
-  float* dgu = scratch + size_t(N) * inter;    // [N, inter] dg, then du reuses da
+  float* da = scratch;                       // [N, inter]
+  float* dgu = scratch + size_t(N) * inter;  // [N, inter] dg, then du reuses da
   linear_wgrad(p, dout, a, gw.down, N, inter, d);
   linear_dgrad(p, dout, w.down, da, N, inter, d);
   swiglu_backward(da, g, u, dgu, da, int64_t(N) * inter);  // dg → dgu, du → da (in place)
@@ -113,6 +118,7 @@ void ffn_forward(const Dims& D, const ModelConfig& c, const LayerWeights& w, con
   for (int e = 0; e < E; ++e) a.offset[e + 1] = a.offset[e] + static_cast<int32_t>(a.load[e]);
   ensure(a.row_token, size_t(N) * K);
   ensure(a.row_slot, size_t(N) * K);
+  ensure(a.row_of, size_t(N) * K);
   {
     a.fill.assign(a.offset.begin(), a.offset.end() - 1);
     std::vector<int32_t>& fill = a.fill;
@@ -121,38 +127,59 @@ void ffn_forward(const Dims& D, const ModelConfig& c, const LayerWeights& w, con
         const int r = fill[a.idx[size_t(t) * K + k]]++;
         a.row_token[r] = t;
         a.row_slot[r] = k;
+        a.row_of[size_t(t) * K + k] = r;  // sorted below
       }
   }
-  const size_t rows = size_t(N) * K;
+  const int64_t rows = int64_t(N) * K;
   ensure(a.xe, rows * d);
   ensure(a.ge, rows * Im);
   ensure(a.ue, rows * Im);
   ensure(a.ae, rows * Im);
   ensure(a.ye, rows * d);
-  for (size_t r = 0; r < rows; ++r)
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r)
     std::memcpy(&a.xe[r * d], h + size_t(a.row_token[r]) * d, sizeof(float) * d);
-  for (int e = 0; e < E; ++e) {
-    const int n = a.offset[e + 1] - a.offset[e];
-    if (n == 0) continue;
-    const size_t r0 = a.offset[e];
-    mlp_forward(D.linear, w.experts[e], &a.xe[r0 * d], &a.ye[r0 * d], n, d, Im, &a.ge[r0 * Im],
-                &a.ue[r0 * Im], &a.ae[r0 * Im], 0.0f);  // [n, d]
-  }
-  // Shared experts write `out`; routed outputs are added with their gate weights.
   if (D.Is > 0) {
     ensure(a.gs, size_t(N) * D.Is);
     ensure(a.us, size_t(N) * D.Is);
     ensure(a.as, size_t(N) * D.Is);
-    mlp_forward(D.linear, w.shared, h, out, N, d, D.Is, a.gs.data(), a.us.data(), a.as.data(), 0.0f);
-  } else {
-    std::fill(out, out + size_t(N) * d, 0.0f);
   }
-  for (size_t r = 0; r < rows; ++r) {
-    const int t = a.row_token[r];
-    const float wt = a.weights[size_t(t) * K + a.row_slot[r]];
+  // The shared experts (task 0, the largest) and every routed expert are independent products:
+  // threads take whole tasks, each running single-threaded sgemm, instead of splitting every
+  // small product over the threads with a barrier after each.
+  {
+    const SingleThreadedBlas blas_guard;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int task = 0; task <= E; ++task) {
+      if (task == 0) {
+        // Shared experts write `out`; routed outputs are added below with their gate weights.
+        if (D.Is > 0)
+          mlp_forward(D.linear, w.shared, h, out, N, d, D.Is, a.gs.data(), a.us.data(), a.as.data(),
+                      0.0f);  // [N, d]
+        else
+          std::fill(out, out + size_t(N) * d, 0.0f);
+        continue;
+      }
+      const int e = task - 1;
+      const int n = a.offset[e + 1] - a.offset[e];
+      if (n == 0) continue;
+      const size_t r0 = a.offset[e];
+      mlp_forward(D.linear, w.experts[e], &a.xe[r0 * d], &a.ye[r0 * d], n, d, Im, &a.ge[r0 * Im],
+                  &a.ue[r0 * Im], &a.ae[r0 * Im], 0.0f);  // [n, d]
+    }
+  }
+  // Each token's routed outputs are added in increasing expert order (InferenceSession adds
+  // them in the same order, so the two paths agree bit for bit).
+  sort_rows_by_expert(a.row_of.data(), N, K);
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < N; ++t) {
     float* o = out + size_t(t) * d;
-    const float* y = &a.ye[r * d];
-    for (int j = 0; j < d; ++j) o[j] += wt * y[j];
+    for (int k = 0; k < K; ++k) {
+      const int r = a.row_of[size_t(t) * K + k];
+      const float wt = a.weights[size_t(t) * K + a.row_slot[r]];
+      const float* y = &a.ye[size_t(r) * d];
+      for (int j = 0; j < d; ++j) o[j] += wt * y[j];
+    }
   }
 
   // Sequence-wise balance loss (V3 eqs. 17-20) and its gradient on the scores.
@@ -193,9 +220,9 @@ void ffn_forward(const Dims& D, const ModelConfig& c, const LayerWeights& w, con
   }
 }
 
-void ffn_backward(const Dims& D, const ModelConfig& c, const LayerWeights& w,
-                  const LayerWeights& g, const float* h, const float* dout, float* dh, int N,
-                  FfnActs& a, std::vector<float>& scratch) {
+void ffn_backward(const Dims& D, const ModelConfig& c, const LayerWeights& w, const LayerWeights& g,
+                  const float* h, const float* dout, float* dh, int N, FfnActs& a,
+                  std::vector<float>& scratch) {
   const int d = D.d;
   if (!w.is_moe) {
     ensure(scratch, size_t(2) * N * D.I);
@@ -204,23 +231,18 @@ void ffn_backward(const Dims& D, const ModelConfig& c, const LayerWeights& w,
     return;
   }
   const int E = D.E, K = D.K, Im = D.Im;
-  const size_t rows = size_t(N) * K;
-  if (D.Is > 0) {
-    ensure(scratch, size_t(2) * N * D.Is);
-    mlp_backward(D.linear, w.shared, g.shared, h, dout, dh, N, d, D.Is, a.gs.data(), a.us.data(),
-                 a.as.data(), scratch.data(), 0.0f);
-  } else {
-    std::fill(dh, dh + size_t(N) * d, 0.0f);
-  }
+  const int64_t rows = int64_t(N) * K;
   // Routed experts. dye = w·dout[token]; dweight = dout[token]·ye.
   ensure(a.dweights, size_t(N) * K);
   float* dweights = a.dweights.data();
-  const size_t need = rows * d + 2 * rows * Im + rows * d;
+  const size_t need = rows * d + 2 * rows * Im + rows * d + size_t(2) * N * D.Is;
   ensure(scratch, need);
-  float* dye = scratch.data();                // [rows, d]
-  float* sc = dye + rows * d;                 // [rows, 2*Im] per-expert mlp scratch
-  float* dxe = sc + 2 * rows * Im;            // [rows, d]
-  for (size_t r = 0; r < rows; ++r) {
+  float* dye = scratch.data();        // [rows, d]
+  float* sc = dye + rows * d;         // [rows, 2*Im] per-expert mlp scratch
+  float* dxe = sc + 2 * rows * Im;    // [rows, d]
+  float* shared_sc = dxe + rows * d;  // [N, 2*Is]
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
     const int t = a.row_token[r];
     const float* dy = dout + size_t(t) * d;
     const float* y = &a.ye[r * d];
@@ -232,14 +254,32 @@ void ffn_backward(const Dims& D, const ModelConfig& c, const LayerWeights& w,
     }
     dweights[size_t(t) * K + a.row_slot[r]] = static_cast<float>(dot);  // every slot is written
   }
-  for (int e = 0; e < E; ++e) {
-    const int n = a.offset[e + 1] - a.offset[e];
-    if (n == 0) continue;
-    const size_t r0 = a.offset[e];
-    mlp_backward(D.linear, w.experts[e], g.experts[e], &a.xe[r0 * d], &dye[r0 * d], &dxe[r0 * d], n, d, Im,
-                 &a.ge[r0 * Im], &a.ue[r0 * Im], &a.ae[r0 * Im], sc + 2 * r0 * Im, 0.0f);
+  // As in the forward: the shared experts and each routed expert are one task each.
+  {
+    const SingleThreadedBlas blas_guard;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int task = 0; task <= E; ++task) {
+      if (task == 0) {
+        if (D.Is > 0)
+          mlp_backward(D.linear, w.shared, g.shared, h, dout, dh, N, d, D.Is, a.gs.data(),
+                       a.us.data(), a.as.data(), shared_sc, 0.0f);
+        else
+          std::fill(dh, dh + size_t(N) * d, 0.0f);
+        continue;
+      }
+      const int e = task - 1;
+      const int n = a.offset[e + 1] - a.offset[e];
+      if (n == 0) continue;
+      const size_t r0 = a.offset[e];
+      mlp_backward(D.linear, w.experts[e], g.experts[e], &a.xe[r0 * d], &dye[r0 * d], &dxe[r0 * d],
+                   n, d, Im, &a.ge[r0 * Im], &a.ue[r0 * Im], &a.ae[r0 * Im], sc + 2 * r0 * Im,
+                   0.0f);
+    }
   }
-  for (size_t r = 0; r < rows; ++r) add_into(dh + size_t(a.row_token[r]) * d, &dxe[r * d], d);
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < N; ++t)  // row_of is in increasing expert order (ffn_forward)
+    for (int k = 0; k < K; ++k)
+      add_into(dh + size_t(t) * d, &dxe[size_t(a.row_of[size_t(t) * K + k]) * d], d);
   // Router: gate weights (and balance loss) → router logits → router weight and input.
   ensure(a.drouter, size_t(N) * E);
   float* drl = a.drouter.data();  // [N, E]
@@ -277,8 +317,7 @@ void block_forward(const Dims& D, const ModelConfig& c, const RopeTables& rope,
     ensure(a.qa_rstd, N);
     ensure(a.qan, size_t(N) * D.rq);
     linear_forward(D.linear, a.h1.data(), w.attn.q_a_proj, a.qa.data(), N, d, D.rq);  // [N, rq]
-    rmsnorm_forward(a.qa.data(), w.attn.q_a_norm, a.qan.data(), a.qa_rstd.data(), N, D.rq,
-                    D.eps);
+    rmsnorm_forward(a.qa.data(), w.attn.q_a_norm, a.qan.data(), a.qa_rstd.data(), N, D.rq, D.eps);
     linear_forward(D.linear, a.qan.data(), w.attn.q_b_proj, a.q.data(), N, D.rq, qw);  // [N, H*dqk]
   } else {
     linear_forward(D.linear, a.h1.data(), w.attn.q_proj, a.q.data(), N, d, qw);  // [N, H*dqk]
@@ -292,7 +331,8 @@ void block_forward(const Dims& D, const ModelConfig& c, const RopeTables& rope,
   for (int n = 0; n < N; ++n)
     rmsnorm_forward(&a.kva[size_t(n) * ckw], w.attn.kv_a_norm, &a.cn[size_t(n) * D.rkv],
                     &a.c_rstd[n], 1, D.rkv, D.eps);
-  linear_forward(D.linear, a.cn.data(), w.attn.kv_b_proj, a.kv.data(), N, D.rkv, kvw);  // [N, H*(dn+dv)]
+  linear_forward(D.linear, a.cn.data(), w.attn.kv_b_proj, a.kv.data(), N, D.rkv,
+                 kvw);  // [N, H*(dn+dv)]
   // Expand K = [k_nope | k_pe] per head and gather V contiguous per head.
   for (int n = 0; n < N; ++n) {
     const float* kvr = &a.kv[size_t(n) * kvw];
@@ -316,9 +356,8 @@ void block_forward(const Dims& D, const ModelConfig& c, const RopeTables& rope,
 }
 
 void block_backward(const Dims& D, const ModelConfig& c, const RopeTables& rope,
-                    const LayerWeights& w, const LayerWeights& g, const float* dx_out,
-                    float* dx_in, int B, int Tb, const int32_t* pos, BlockActs& a,
-                    BlockScratch& s) {
+                    const LayerWeights& w, const LayerWeights& g, const float* dx_out, float* dx_in,
+                    int B, int Tb, const int32_t* pos, BlockActs& a, BlockScratch& s) {
   const int N = B * Tb, d = D.d, H = D.H;
   const int qw = H * D.dqk, kvw = H * (D.dn + D.dv), ckw = D.rkv + D.dr;
   ensure(s.dh, size_t(N) * d);
@@ -326,8 +365,8 @@ void block_backward(const Dims& D, const ModelConfig& c, const RopeTables& rope,
   // FFN half: x_out = x_mid + ffn(norm(x_mid)).
   ffn_backward(D, c, w, g, a.h2.data(), dx_out, s.dh.data(), N, a.ffn, s.ffn);
   std::memcpy(s.dx_mid.data(), dx_out, sizeof(float) * N * d);
-  rmsnorm_backward(s.dh.data(), a.x_mid.data(), w.post_attn_norm, a.rstd2.data(),
-                   s.dx_mid.data(), g.post_attn_norm, N, d, 1.0f);
+  rmsnorm_backward(s.dh.data(), a.x_mid.data(), w.post_attn_norm, a.rstd2.data(), s.dx_mid.data(),
+                   g.post_attn_norm, N, d, 1.0f);
   // Attention half: x_mid = x_in + o_proj(att).
   ensure(s.datt, size_t(N) * H * D.dv);
   linear_wgrad(D.linear, s.dx_mid.data(), a.att.data(), g.attn.o_proj, N, H * D.dv, d);
@@ -364,15 +403,14 @@ void block_backward(const Dims& D, const ModelConfig& c, const RopeTables& rope,
   // dh1 from the kv path, then the query path.
   linear_wgrad(D.linear, s.dkva.data(), a.h1.data(), g.attn.kv_a_proj, N, d, ckw);
   linear_dgrad(D.linear, s.dkva.data(), w.attn.kv_a_proj, s.dh.data(), N, d, ckw);  // [N, d]
-  rope_backward(s.dq.data() + D.dn, pos, N, H, D.dr, qw, D.dqk, rope.cos.data(),
-                rope.sin.data());
+  rope_backward(s.dq.data() + D.dn, pos, N, H, D.dr, qw, D.dqk, rope.cos.data(), rope.sin.data());
   if (D.rq > 0) {
     ensure(s.dqan, size_t(N) * D.rq);
     ensure(s.dqa, size_t(N) * D.rq);
     linear_wgrad(D.linear, s.dq.data(), a.qan.data(), g.attn.q_b_proj, N, D.rq, qw);
     linear_dgrad(D.linear, s.dq.data(), w.attn.q_b_proj, s.dqan.data(), N, D.rq, qw);
-    rmsnorm_backward(s.dqan.data(), a.qa.data(), w.attn.q_a_norm, a.qa_rstd.data(),
-                     s.dqa.data(), g.attn.q_a_norm, N, D.rq, 0.0f);
+    rmsnorm_backward(s.dqan.data(), a.qa.data(), w.attn.q_a_norm, a.qa_rstd.data(), s.dqa.data(),
+                     g.attn.q_a_norm, N, D.rq, 0.0f);
     linear_wgrad(D.linear, s.dqa.data(), a.h1.data(), g.attn.q_a_proj, N, d, D.rq);
     linear_dgrad(D.linear, s.dqa.data(), w.attn.q_a_proj, s.dh.data(), N, d, D.rq, 1.0f);
   } else {
@@ -380,8 +418,8 @@ void block_backward(const Dims& D, const ModelConfig& c, const RopeTables& rope,
     linear_dgrad(D.linear, s.dq.data(), w.attn.q_proj, s.dh.data(), N, d, qw, 1.0f);
   }
   std::memcpy(dx_in, s.dx_mid.data(), sizeof(float) * N * d);
-  rmsnorm_backward(s.dh.data(), a.x_in.data(), w.input_norm, a.rstd1.data(), dx_in,
-                   g.input_norm, N, d, 1.0f);
+  rmsnorm_backward(s.dh.data(), a.x_in.data(), w.input_norm, a.rstd1.data(), dx_in, g.input_norm, N,
+                   d, 1.0f);
 }
 
 }  // namespace seekr

@@ -5,9 +5,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/linear.h"
 #include "kernels/routing.h"
 #include "model/config.h"
-#include "kernels/linear.h"
 #include "model/weights.h"
 
 namespace seekr {
@@ -35,6 +35,7 @@ struct FfnActs {
   std::vector<int32_t> fill;                    // [E] counting-sort cursors (scratch)
   std::vector<double> bal_f, bal_P;             // [E] balance-loss f_i and P_i (scratch)
   std::vector<int32_t> row_token, row_slot;     // [N*K] token and top-k slot of each grouped row
+  std::vector<int32_t> row_of;                  // [N, K] each token's grouped rows, ascending
   std::vector<float> xe, ge, ue, ae, ye;        // [N*K, d|Im|Im|Im|d] grouped by expert
   std::vector<float> gs, us, as;                // [N, Is] shared experts
   std::vector<int64_t> load;                    // [E] selections in this forward
@@ -48,21 +49,21 @@ struct FfnActs {
 void ffn_forward(const Dims& D, const ModelConfig& c, const LayerWeights& w, const float* h,
                  float* out, int N, int B, int Tb, float balance_alpha, FfnActs& a);
 // dout[N, d] → dh[N, d] (overwritten); parameter gradients accumulate into g.
-void ffn_backward(const Dims& D, const ModelConfig& c, const LayerWeights& w,
-                  const LayerWeights& g, const float* h, const float* dout, float* dh, int N,
-                  FfnActs& a, std::vector<float>& scratch);
+void ffn_backward(const Dims& D, const ModelConfig& c, const LayerWeights& w, const LayerWeights& g,
+                  const float* h, const float* dout, float* dh, int N, FfnActs& a,
+                  std::vector<float>& scratch);
 
 struct BlockActs {
-  std::vector<float> x_in, h1, rstd1;      // [N, d], [N, d], [N]
-  std::vector<float> qa, qa_rstd, qan;     // q-LoRA: [N, rq], [N], [N, rq]
-  std::vector<float> q;                    // [N, H*dqk], rope part rotated
-  std::vector<float> kva;                  // [N, rkv+dr], rope part rotated
-  std::vector<float> c_rstd, cn;           // [N], [N, rkv] normalised latent
-  std::vector<float> kv;                   // [N, H*(dn+dv)]
-  std::vector<float> k, v;                 // [N, H*dqk], [N, H*dv]
-  std::vector<float> probs;                // [B, H, Tb, Tb]
-  std::vector<float> att;                  // [N, H*dv]
-  std::vector<float> x_mid, h2, rstd2;     // [N, d], [N, d], [N]
+  std::vector<float> x_in, h1, rstd1;   // [N, d], [N, d], [N]
+  std::vector<float> qa, qa_rstd, qan;  // q-LoRA: [N, rq], [N], [N, rq]
+  std::vector<float> q;                 // [N, H*dqk], rope part rotated
+  std::vector<float> kva;               // [N, rkv+dr], rope part rotated
+  std::vector<float> c_rstd, cn;        // [N], [N, rkv] normalised latent
+  std::vector<float> kv;                // [N, H*(dn+dv)]
+  std::vector<float> k, v;              // [N, H*dqk], [N, H*dv]
+  std::vector<float> probs;             // [B, H, Tb, Tb]
+  std::vector<float> att;               // [N, H*dv]
+  std::vector<float> x_mid, h2, rstd2;  // [N, d], [N, d], [N]
   FfnActs ffn;
 };
 
@@ -82,8 +83,7 @@ struct BlockScratch {
   std::vector<float> dh, datt, dq, dk, dv, dkv, dcn, dkva, dqa, dqan, dx_mid, ffn;
 };
 void block_backward(const Dims& D, const ModelConfig& c, const RopeTables& rope,
-                    const LayerWeights& w, const LayerWeights& g, const float* dx_out,
-                    float* dx_in, int B, int Tb, const int32_t* pos, BlockActs& a,
-                    BlockScratch& s);
+                    const LayerWeights& w, const LayerWeights& g, const float* dx_out, float* dx_in,
+                    int B, int Tb, const int32_t* pos, BlockActs& a, BlockScratch& s);
 
 }  // namespace seekr
