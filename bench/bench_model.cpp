@@ -10,9 +10,12 @@
 //   bench_model --config C.json [--modes peak,train,decode] [--threads N] [--batch B]
 //               [--seq T] [--steps S] [--warmup W] [--precision fp32|bf16|fp8]
 //               [--prompt P] [--tokens N] [--repeat R]
+//   bench_model --model DIR [--fp8-weights keep|dequantize] --modes decode ...
 //
 // Weights are random (seed 1): throughput does not depend on them, except through routing,
-// which random weights spread about evenly.
+// which random weights spread about evenly. With --model, decode runs on that checkpoint
+// directory instead (config.json + safetensors; an FP8 one keeps its Linear weights FP8 unless
+// --fp8-weights dequantize), e.g. one `seekr convert --dtype fp8` made of a saved model.
 #include <cblas.h>
 #include <omp.h>
 
@@ -22,13 +25,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "core/check.h"
 #include "core/file_io.h"
-#include "bench_util.h"
 #include "core/rng.h"
 #include "core/safetensors.h"
 #include "model/model.h"
@@ -50,6 +54,8 @@ struct Options {
   int prompt = 256, tokens = 128, repeat = 5;
   GemmPrecision precision = GemmPrecision::kF32;
   std::string out;
+  std::string model;  // checkpoint directory for decode (default: random weights)
+  Fp8WeightMode fp8_weights = Fp8WeightMode::kKeep;
 };
 
 // Read bandwidth of a buffer far larger than the caches: the best of a few full passes.
@@ -82,22 +88,29 @@ double read_bandwidth_gbs(int threads) {
 // Bytes a batch-1 decode step reads: the weights of the embedding row, every main layer's
 // attention and its dense MLP or (router + K routed + shared experts), the final norm and the
 // head, plus the cache rows attended to (`context` positions per layer), all FP32.
-double decode_bytes_per_token(const ModelConfig& c, double context, size_t cache_bytes) {
+// Bytes a decode step reads. With fp8_linear, the Linear weights a model keeps FP8 (every
+// *_proj but kv_b_proj) count one byte each (their block scales are 4 bytes per 16384 weights).
+double decode_bytes_per_token(const ModelConfig& c, double context, size_t cache_bytes,
+                              bool fp8_linear = false) {
   const double d = c.hidden_size, H = c.num_attention_heads;
   const double dn = c.qk_nope_head_dim, dr = c.qk_rope_head_dim, dv = c.v_head_dim;
   const double rq = c.q_lora_rank, rkv = c.kv_lora_rank;
-  const double q = rq > 0 ? d * rq + rq + rq * H * (dn + dr) : d * H * (dn + dr);
-  const double attn = q + d * (rkv + dr) + rkv + rkv * H * (dn + dv) + H * dv * d + 2 * d;
-  double floats = d + d + double(c.vocab_size) * d;  // embedding row, final norm, head
+  const double q_linear = rq > 0 ? d * rq + rq * H * (dn + dr) : d * H * (dn + dr);
+  const double attn_linear = q_linear + d * (rkv + dr) + H * dv * d;
+  const double attn_other = (rq > 0 ? rq : 0) + rkv + rkv * H * (dn + dv) + 2 * d;
+  double linear = 0, other = d + d + double(c.vocab_size) * d;  // embedding row, norm, head
   for (int l = 0; l < c.num_hidden_layers; ++l) {
-    floats += attn;
-    if (c.is_moe_layer(l))
-      floats += c.n_routed_experts * (d + 1) +
-                3.0 * d * c.moe_intermediate_size * (c.num_experts_per_tok + c.n_shared_experts);
-    else
-      floats += 3.0 * d * c.intermediate_size;
+    linear += attn_linear;
+    other += attn_other;
+    if (c.is_moe_layer(l)) {
+      other += c.n_routed_experts * (d + 1);
+      linear += 3.0 * d * c.moe_intermediate_size * (c.num_experts_per_tok + c.n_shared_experts);
+    } else {
+      linear += 3.0 * d * c.intermediate_size;
+    }
   }
-  return floats * sizeof(float) + context * double(cache_bytes);
+  const double weight_bytes = other * sizeof(float) + linear * (fp8_linear ? 1.0 : sizeof(float));
+  return weight_bytes + context * double(cache_bytes);
 }
 
 nlohmann::json bench_peak(const Options& o) {
@@ -150,9 +163,18 @@ std::vector<int32_t> random_prompt(int n, int V) {
   return prompt;
 }
 
-nlohmann::json bench_decode(const Options& o, const ModelConfig& c, double read_gbs) {
-  Model model(c);
-  model.init_weights(1);
+nlohmann::json bench_decode(const Options& o, const ModelConfig& config, double read_gbs) {
+  std::unique_ptr<Model> owned;
+  if (o.model.empty()) {
+    owned = std::make_unique<Model>(config);
+    owned->init_weights(1);
+  } else {
+    owned = std::make_unique<Model>(ModelConfig::from_file(o.model + "/config.json"));
+    owned->load(TensorSource::open(o.model), /*allow_missing_mtp=*/true, o.fp8_weights);
+  }
+  const Model& model = *owned;
+  const ModelConfig& c = model.config();
+  const bool fp8 = model.fp8_weights() != nullptr;
   const int V = c.vocab_size;
   InferenceSession session(model, 1, o.prompt + o.tokens);
   const std::vector<int32_t> prompt = random_prompt(o.prompt, V);
@@ -181,13 +203,15 @@ nlohmann::json bench_decode(const Options& o, const ModelConfig& c, double read_
   }
   const double tok_s = median(decode);
   const double bytes =
-      decode_bytes_per_token(c, o.prompt + o.tokens / 2.0, session.cache_bytes_per_token());
+      decode_bytes_per_token(c, o.prompt + o.tokens / 2.0, session.cache_bytes_per_token(), fp8);
   if (!o.out.empty()) {  // the peers check their greedy tokens against these
     nlohmann::json g = {{"prompt", prompt}, {"greedy", out}};
     write_file_atomic(o.out + "/greedy.json", g.dump() + "\n");
   }
   out.resize(std::min<size_t>(out.size(), 16));
   return {{"mode", "decode"},
+          {"model", o.model.empty() ? "random" : o.model},
+          {"fp8_weights_kept", fp8},
           {"threads", o.threads},
           {"prompt", o.prompt},
           {"tokens", o.tokens},
@@ -229,10 +253,17 @@ int run(int argc, char** argv) {
       o.precision = parse_precision(v);
     else if (a == "--out")
       o.out = v;
+    else if (a == "--model")
+      o.model = v;
+    else if (a == "--fp8-weights")
+      o.fp8_weights = parse_fp8_weight_mode(v);
     else
       throw Error("bench_model: unknown option " + a);
   }
-  SEEKR_REQUIRE(!o.config.empty(), "bench_model: --config is required");
+  if (o.config.empty() && !o.model.empty()) o.config = o.model + "/config.json";
+  SEEKR_REQUIRE(!o.config.empty(), "bench_model: --config (or --model) is required");
+  SEEKR_REQUIRE(o.model.empty() || o.modes == "decode",
+                "bench_model: --model DIR is for --modes decode only");
   omp_set_num_threads(o.threads);
   openblas_set_num_threads(o.threads);
   const ModelConfig c = ModelConfig::from_file(o.config);

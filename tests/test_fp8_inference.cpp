@@ -2,6 +2,7 @@
 // panel products against dequantise-then-matmul, and a converted FP8 checkpoint loaded keeping
 // FP8 against the same checkpoint dequantised at load: prefill, decode, MTP and generation.
 #include <gtest/gtest.h>
+#include <omp.h>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -18,6 +19,7 @@
 #include "core/rng.h"
 #include "core/safetensors.h"
 #include "kernels/fp8.h"
+#include "kernels/gemv.h"
 #include "kernels/ops.h"
 #include "model/convert.h"
 #include "model/model.h"
@@ -95,6 +97,34 @@ TEST(Fp8Linear, FewRowsEqualSingleRowsBitForBit) {
       EXPECT_EQ(std::memcmp(one.data(), many.data() + size_t(i) * rows, rows * sizeof(float)), 0)
           << "n=" << n << " row " << i;
     }
+  }
+}
+
+// The fast decode path's forms: any split of the output rows (ranges not at multiples of the
+// 4-row tiles either) gives fp8_linear's bits, and the SwiGLU form is the lane-wise activation
+// of the two products.
+TEST(Fp8Linear, RowRangesAndSwigluEqualTheWholeProducts) {
+  const int rows = 133, cols = 203;
+  const QuantizedWeight gate = quantized(rows, cols, 7), up = quantized(rows, cols, 8);
+  for (int n : {1, 2, 3}) {
+    const std::vector<float> x = normal(size_t(n) * cols, 9 + n, 1.0);
+    for (float beta : {0.0f, 1.0f}) {
+      std::vector<float> want = normal(size_t(n) * rows, 3, 1.0), got = want;
+      fp8_linear(x.data(), cols, gate.q, want.data(), rows, n, beta);
+      for (int j = 0; j < rows; j += 7)
+        fp8_gemv_rows(x.data(), cols, gate.q, j, std::min(rows, j + 7), got.data(), rows, n, beta);
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0)
+          << "n=" << n << " beta=" << beta;
+    }
+    std::vector<float> g(size_t(n) * rows), u(g.size()), want(g.size()), got(g.size(), NAN);
+    fp8_linear(x.data(), cols, gate.q, g.data(), rows, n);
+    fp8_linear(x.data(), cols, up.q, u.data(), rows, n);
+    for (size_t k = 0; k < g.size(); k += 8)
+      swiglu_lanes(&g[k], &u[k], &want[k], int(std::min<size_t>(8, g.size() - k)));
+    // Lanes are per element, so 8-wide groups across row ends give the same values.
+    for (int j = 0; j < rows; j += 37)
+      fp8_gemv_swiglu(x.data(), cols, gate.q, up.q, j, std::min(rows, j + 37), got.data(), rows, n);
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0) << "n=" << n;
   }
 }
 
@@ -264,6 +294,53 @@ TEST_F(Fp8Inference, PrefillDecodeAndMtpMatchTheDequantizedModel) {
     }
   }
   std::printf("[worst relative logit difference, FP8-kept vs dequantised: %.2e]\n", worst);
+}
+
+// The FP8-kept weights on the fast decode path: steps of 1, 2 and 3 rows (decode, verify
+// passes) and the MTP module give the same bits at 1, 2 and 3 threads.
+TEST_F(Fp8Inference, DecodeIsExactForAnyThreadCount) {
+  const int V = kept().config().vocab_size, d = kept().config().hidden_size;
+  const int saved = omp_get_max_threads();
+  const std::vector<int32_t> prompt = {3, 17, 5, 36, 0};
+  const auto run = [&](int threads) {
+    omp_set_num_threads(threads);
+    InferenceSession s(kept(), 3, 32);
+    std::vector<float> out, logits(size_t(3) * V), hidden(size_t(3) * d), mtp(size_t(3) * V);
+    for (int slot = 0; slot < 3; ++slot) {
+      std::vector<int32_t> slots(prompt.size(), slot), pos(prompt.size());
+      for (size_t i = 0; i < pos.size(); ++i) pos[i] = int32_t(i);
+      s.forward(prompt.data(), slots.data(), pos.data(), int(prompt.size()), nullptr,
+                std::vector<uint8_t>(prompt.size(), 0).data());
+    }
+    int32_t tok = 7;
+    for (int step = 0; step < 6; ++step) {
+      const int n = 1 + step % 3;
+      std::vector<int32_t> toks, sl, ps, next, mpos;
+      for (int i = 0; i < n; ++i) {
+        toks.push_back((tok + 5 * i) % V);
+        sl.push_back(i);
+        ps.push_back(s.length(i));
+        next.push_back((tok + 5 * i + 1) % V);
+        mpos.push_back(s.mtp_length(i));
+      }
+      s.forward(toks.data(), sl.data(), ps.data(), n, logits.data(), nullptr, hidden.data());
+      s.mtp_forward(hidden.data(), next.data(), sl.data(), mpos.data(), n, mtp.data());
+      out.insert(out.end(), logits.begin(), logits.begin() + size_t(n) * V);
+      out.insert(out.end(), hidden.begin(), hidden.begin() + size_t(n) * d);
+      out.insert(out.end(), mtp.begin(), mtp.begin() + size_t(n) * V);
+      tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.begin() + V) -
+                                 logits.begin());
+    }
+    return out;
+  };
+  const std::vector<float> one = run(1);
+  for (int threads : {2, 3}) {
+    const std::vector<float> many = run(threads);
+    ASSERT_EQ(one.size(), many.size());
+    EXPECT_EQ(std::memcmp(one.data(), many.data(), sizeof(float) * one.size()), 0)
+        << threads << " threads";
+  }
+  omp_set_num_threads(saved);
 }
 
 TEST_F(Fp8Inference, GreedyGenerationGivesTheSameTokens) {

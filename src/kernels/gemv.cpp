@@ -88,8 +88,10 @@ void rows(const float* x, int ldx, const float* w, int in, int j0, int j1, float
     quad<N>(x, ldx, w + size_t(j) * in, in, std::min(4, j1 - j), y + j, ldy, beta);
 }
 
-// silu(g)·u for m <= 8 values, each computed in a vector lane whatever m is.
-inline void silu_mul(const float* g, const float* u, float* a, int m) {
+}  // namespace
+
+void swiglu_lanes(const float* g, const float* u, float* a, int m) {
+  SEEKR_CHECK(m >= 0 && m <= 8, "swiglu_lanes: ", m, " values");
 #if SEEKR_AVX2
   float gb[8] = {}, ub[8] = {}, ab[8];
   std::copy(g, g + m, gb);
@@ -101,8 +103,6 @@ inline void silu_mul(const float* g, const float* u, float* a, int m) {
   for (int k = 0; k < m; ++k) a[k] = g[k] * simd::sigmoid(g[k]) * u[k];
 #endif
 }
-
-}  // namespace
 
 void gemv_xwt(const float* x, int ldx, const float* w, int in, int out, int j0, int j1, float* y,
               int ldy, int n, float beta) {
@@ -132,7 +132,7 @@ void gemv_swiglu(const float* x, int ldx, const float* gate, const float* up, in
     gemv_xwt(x, ldx, up + size_t(c0) * in, in, out - c0, 0, m, u[0], C, n);
     for (int i = 0; i < n; ++i)
       for (int k = 0; k < m; k += 8)
-        silu_mul(g[i] + k, u[i] + k, a + size_t(i) * lda + c0 + k, std::min(8, m - k));
+        swiglu_lanes(g[i] + k, u[i] + k, a + size_t(i) * lda + c0 + k, std::min(8, m - k));
   }
 }
 

@@ -24,6 +24,10 @@ void gemv_xwt(const float* x, int ldx, const float* w, int in, int out, int j0, 
 void gemv_swiglu(const float* x, int ldx, const float* gate, const float* up, int in, int out,
                  int j0, int j1, float* a, int lda, int n);
 
+// a[k] = silu(g[k])·u[k] for k < m <= 8, each computed in a vector lane whatever m is (the
+// activation of gemv_swiglu, for other few-row SwiGLU products to compute it the same way).
+void swiglu_lanes(const float* g, const float* u, float* a, int m);
+
 namespace ref {
 // Scalar reference of gemv_xwt over all rows (double accumulation).
 void gemv_xwt(const float* x, int ldx, const float* w, int in, int out, float* y, int ldy, int n,

@@ -10,13 +10,14 @@
 // through fp8_linear, including the FFN's, which then runs here (ffn_fp8) instead of through
 // ffn_forward; without FP8 weights the FP32 code below runs unchanged.
 //
-// Decode steps of FP32 models (absorbed cache, 1 to kGemvMaxRows rows: batch-1 decoding and
-// speculative verify passes) take a faster path (the fast_* functions): the whole step runs in
-// one parallel region, every weight matrix's output rows shared among the threads (so all of
-// them stream weights at once), in phases of tasks the threads claim (PhaseCursor) instead of
-// a parallel region per product. Its products are the gemv.h kernels, whose results do not depend
-// on the row count or on the split, so the step gives the same bits whatever the thread count
-// and a verify pass equals 1-token steps exactly.
+// Decode steps (absorbed cache, 1 to kGemvMaxRows rows: batch-1 decoding and speculative verify
+// passes) take a faster path (the fast_* functions): the whole step runs in one parallel region,
+// every weight matrix's output rows shared among the threads (so all of them stream weights at
+// once), in phases of tasks the threads claim (PhaseCursor) instead of a parallel region per
+// product. Its products are the gemv.h kernels for FP32 weights and fp8_gemv_rows /
+// fp8_gemv_swiglu for FP8-kept ones, whose results do not depend on the row count or on the
+// split, so the step gives the same bits whatever the thread count and a verify pass equals
+// 1-token steps exactly.
 #include <omp.h>
 
 #include <algorithm>
@@ -201,8 +202,13 @@ struct InferenceSession::Impl {
   int phase_capacity = 0;
 
   Impl(const Model& m, int seqs, int length, AttentionMode md)
-      : model(m), c(m.config()), D(m.config()), rope(m.config()), max_seqs(seqs),
-        max_len(length), mode(md),
+      : model(m),
+        c(m.config()),
+        D(m.config()),
+        rope(m.config()),
+        max_seqs(seqs),
+        max_len(length),
+        mode(md),
         fp8(m.fp8_weights() && m.fp8_weights()->size() > 0 ? m.fp8_weights() : nullptr) {
     SEEKR_REQUIRE(seqs > 0 && length > 0, "inference session needs positive slots and length");
     SEEKR_REQUIRE(length <= c.max_position_embeddings, "max length ", length,
@@ -226,8 +232,13 @@ struct InferenceSession::Impl {
   void grow_scratch(int n);
   // y[n, out] (=|+=) x[n, in] · wᵀ for the Linear weight whose FP32 slot is w: its FP8 form
   // when the model keeps one, else xwt.
-  void linear(const float* x, const float* w, float* y, int n, int in, int out,
-              float beta = 0.0f);
+  void linear(const float* x, const float* w, float* y, int n, int in, int out, float beta = 0.0f);
+  // The fast path's products (gemv_xwt, gemv_swiglu) of output rows [j0, j1), through the
+  // weights' FP8 forms where the model keeps them.
+  void rows_xwt(const float* x, int ldx, const float* w, int in, int out, int j0, int j1, float* y,
+                int ldy, int n, float beta = 0.0f) const;
+  void rows_swiglu(const float* x, int ldx, const MlpWeights& mw, int in, int out, int j0, int j1,
+                   float* a, int lda, int n) const;
   // ffn_forward's computation (no balance loss) with every MLP/expert Linear through linear();
   // the router stays FP32. h [n, d] -> out [n, d] (overwritten).
   void ffn_fp8(const LayerWeights& w, const float* h, float* out, int n);
@@ -237,8 +248,8 @@ struct InferenceSession::Impl {
   // output only for the rows it drafts from; the others just join its cache).
   int block(int layer, const LayerWeights& w, const int32_t* slots, const int32_t* pos, int n,
             const uint8_t* keep = nullptr);
-  void attention(int layer, const LayerWeights& w, const int32_t* slots, const int32_t* pos,
-                 int n, float* att_out);
+  void attention(int layer, const LayerWeights& w, const int32_t* slots, const int32_t* pos, int n,
+                 float* att_out);
   // norm(x) · lm_headᵀ for the rows with logits_rows[i] != 0 (all when null), packed.
   void head(const float* norm, int n, const uint8_t* logits_rows, float* logits);
 
@@ -246,7 +257,7 @@ struct InferenceSession::Impl {
   // a step (scratch for n rows, `phase_count` phase counters cleared). Its parts are run by
   // every thread of the region, `tid` with its cursor; fast_block is block() (the same rows
   // kept), fast_head is head().
-  bool fast(int n) const { return !fp8 && mode == AttentionMode::kAbsorbed && n <= kGemvMaxRows; }
+  bool fast(int n) const { return mode == AttentionMode::kAbsorbed && n <= kGemvMaxRows; }
   void fast_setup(int n, int phase_count);
   int fast_block(int tid, PhaseCursor& cur, int layer, const LayerWeights& w, const int32_t* slots,
                  const int32_t* pos, int n, const uint8_t* keep);
@@ -264,8 +275,8 @@ void InferenceSession::Impl::check_rows(const int32_t* tokens, const int32_t* sl
     SEEKR_REQUIRE(tokens[i] >= 0 && tokens[i] < D.V, "token id ", tokens[i],
                   " outside the vocabulary (", D.V, ")");
     SEEKR_REQUIRE(slots[i] >= 0 && slots[i] < max_seqs, "slot ", slots[i], " out of range");
-    SEEKR_REQUIRE(pos[i] == next[slots[i]], "slot ", slots[i], " expects position ",
-                  next[slots[i]], ", got ", pos[i]);
+    SEEKR_REQUIRE(pos[i] == next[slots[i]], "slot ", slots[i], " expects position ", next[slots[i]],
+                  ", got ", pos[i]);
     SEEKR_REQUIRE(pos[i] < max_len, "slot ", slots[i], " is full (max length ", max_len, ")");
     next[slots[i]]++;
   }
@@ -290,6 +301,27 @@ void InferenceSession::Impl::linear(const float* x, const float* w, float* y, in
     return fp8_linear(x, in, *q, y, out, n, beta);
   }
   xwt(x, w, y, n, in, out, beta);
+}
+
+void InferenceSession::Impl::rows_xwt(const float* x, int ldx, const float* w, int in, int out,
+                                      int j0, int j1, float* y, int ldy, int n, float beta) const {
+  if (const Fp8Matrix* q = fp8 ? fp8->find(w) : nullptr) {
+    SEEKR_CHECK(q->rows == out && q->cols == in, "FP8 weight shape mismatch");
+    return fp8_gemv_rows(x, ldx, *q, j0, j1, y, ldy, n, beta);
+  }
+  gemv_xwt(x, ldx, w, in, out, j0, j1, y, ldy, n, beta);
+}
+
+void InferenceSession::Impl::rows_swiglu(const float* x, int ldx, const MlpWeights& mw, int in,
+                                         int out, int j0, int j1, float* a, int lda, int n) const {
+  const Fp8Matrix* g = fp8 ? fp8->find(mw.gate) : nullptr;
+  const Fp8Matrix* u = fp8 ? fp8->find(mw.up) : nullptr;
+  if (g || u) {
+    SEEKR_CHECK(g && u && g->rows == out && g->cols == in,
+                "FP8 gate and up weights must be kept together, of one shape");
+    return fp8_gemv_swiglu(x, ldx, *g, *u, j0, j1, a, lda, n);
+  }
+  gemv_swiglu(x, ldx, mw.gate, mw.up, in, out, j0, j1, a, lda, n);
 }
 
 void InferenceSession::Impl::ffn_fp8(const LayerWeights& w, const float* hin, float* out, int n) {
@@ -353,7 +385,7 @@ void InferenceSession::Impl::attention(int layer, const LayerWeights& w, const i
   // latents (olat) that W_v[h] expands afterwards.
   if (absorbed) {
     const int cw = rkv + dr;
-    grow(qcat, size_t(n) * H * cw);  // [n, H, rkv+dr]
+    grow(qcat, size_t(n) * H * cw);   // [n, H, rkv+dr]
     grow(olat, size_t(n) * H * rkv);  // [n, H, rkv]
     // W_k[h] = wkvb rows h*(dn+dv) .. +dn: qcat[:, h, :rkv] = scale · q_nope[:, h] · W_k[h].
     for (int hh = 0; hh < H; ++hh) {
@@ -431,8 +463,8 @@ int InferenceSession::Impl::block(int l, const LayerWeights& lw, const int32_t* 
   rope_forward(kva.data() + D.rkv, positions, n, 1, D.dr, ckw, D.dr, rope.cos.data(),
                rope.sin.data());
   for (int i = 0; i < n; ++i)
-    rmsnorm_forward(&kva[size_t(i) * ckw], lw.attn.kv_a_norm, &cn[size_t(i) * D.rkv], &rstd[i],
-                    1, D.rkv, D.eps);
+    rmsnorm_forward(&kva[size_t(i) * ckw], lw.attn.kv_a_norm, &cn[size_t(i) * D.rkv], &rstd[i], 1,
+                    D.rkv, D.eps);
   if (mode == AttentionMode::kAbsorbed) {
     for (int i = 0; i < n; ++i) {
       float* r = row(l, slots[i], positions[i]);
@@ -478,8 +510,7 @@ int InferenceSession::Impl::block(int l, const LayerWeights& lw, const int32_t* 
   } else {
     linear(h.data(), lw.attn.q_proj, q.data(), n, d, qw);  // [n, H*dqk]
   }
-  rope_forward(q.data() + D.dn, positions, n, H, D.dr, qw, D.dqk, rope.cos.data(),
-               rope.sin.data());
+  rope_forward(q.data() + D.dn, positions, n, H, D.dr, qw, D.dqk, rope.cos.data(), rope.sin.data());
   attention(l, lw, slots, positions, n, att.data());
   linear(att.data(), lw.attn.o_proj, x.data(), n, H * D.dv, d, 1.0f);  // residual
   rmsnorm_forward(x.data(), lw.post_attn_norm, h.data(), rstd.data(), n, d, D.eps);
@@ -553,7 +584,7 @@ int InferenceSession::Impl::fast_block(int tid, PhaseCursor& cur, int l, const L
         [&](int t) {
           int j0 = 0, j1 = 0;
           const int m = chunk_rows(2, out, t, &j0, &j1);
-          gemv_xwt(s.h.data(), d, mats[m], d, outs[m], j0, j1, ys[m], outs[m], n);
+          rows_xwt(s.h.data(), d, mats[m], d, outs[m], j0, j1, ys[m], outs[m], n);
         });
   }
   // 2. Task 0 writes the cache entries (and packs the kept rows of x); the others are q_b by
@@ -571,7 +602,7 @@ int InferenceSession::Impl::fast_block(int tid, PhaseCursor& cur, int l, const L
       [&](int t) {
         if (t > 0) {
           const int j0 = (t - 1) * kChunk, j1 = std::min(qw, j0 + kChunk);
-          gemv_xwt(s.qn.data(), D.rq, lw.attn.q_b_proj, D.rq, qw, j0, j1, q.data(), qw, nk);
+          rows_xwt(s.qn.data(), D.rq, lw.attn.q_b_proj, D.rq, qw, j0, j1, q.data(), qw, nk);
           return;
         }
         rope_forward(kva.data() + rkv, positions, n, 1, D.dr, ckw, D.dr, rope.cos.data(),
@@ -601,7 +632,7 @@ int InferenceSession::Impl::fast_block(int tid, PhaseCursor& cur, int l, const L
           [&](int t) { fast_heads(tid, l, lw, ks, kp, n, 4 * t, std::min(H, 4 * t + 4)); });
   cur.run((d + kChunk - 1) / kChunk, [&](int t) {
     const int j0 = t * kChunk, j1 = std::min(d, j0 + kChunk);
-    gemv_xwt(att.data(), H * D.dv, lw.attn.o_proj, H * D.dv, d, j0, j1, x.data(), d, n, 1.0f);
+    rows_xwt(att.data(), H * D.dv, lw.attn.o_proj, H * D.dv, d, j0, j1, x.data(), d, n, 1.0f);
   });
   // 5-7. The FFN, added into the residual.
   fast_ffn(cur, lw, n);
@@ -701,12 +732,12 @@ void InferenceSession::Impl::fast_ffn(PhaseCursor& cur, const LayerWeights& w, i
     const int m = chunk_rows(most, most_inter, t, &j0, &j1);
     if (m >= mlps) return;
     const MlpWeights& mw = mlp(m);
-    gemv_swiglu(h.data(), d, mw.gate, mw.up, d, inter(m), j0, j1, act_at(m), inter(m), n);
+    rows_swiglu(h.data(), d, mw, d, inter(m), j0, j1, act_at(m), inter(m), n);
   });
   cur.run((d + kChunk - 1) / kChunk, [&](int t) {
     const int j0 = t * kChunk, j1 = std::min(d, j0 + kChunk);
     for (int m = 0; m < mlps; ++m)
-      gemv_xwt(act_at(m), inter(m), mlp(m).down, inter(m), d, j0, j1, ye.data() + size_t(m) * n * d,
+      rows_xwt(act_at(m), inter(m), mlp(m).down, inter(m), d, j0, j1, ye.data() + size_t(m) * n * d,
                d, n);
     const bool has0 = !w.is_moe || D.Is > 0;  // ye[0] is the dense or shared MLP's
     for (int i = 0; i < n; ++i) {
@@ -762,8 +793,8 @@ void InferenceSession::reset_slot(int slot) {
 }
 void InferenceSession::copy_slot(int src, int dst) {
   Impl& m = *impl_;
-  SEEKR_REQUIRE(src >= 0 && src < m.max_seqs && dst >= 0 && dst < m.max_seqs,
-                "copy_slot: slots ", src, " -> ", dst, " out of range (", m.max_seqs, ")");
+  SEEKR_REQUIRE(src >= 0 && src < m.max_seqs && dst >= 0 && dst < m.max_seqs, "copy_slot: slots ",
+                src, " -> ", dst, " out of range (", m.max_seqs, ")");
   if (src == dst) return;
   for (int l = 0; l < static_cast<int>(m.cache.size()); ++l) {
     const size_t n = size_t(l == m.mtp_layer ? m.mtp_len[src] : m.len[src]) * m.width;
@@ -780,12 +811,24 @@ void InferenceSession::truncate(int slot, int length) {
   m.mtp_len[slot] = std::min(m.mtp_len[slot], length);
 }
 
-bool InferenceSession::has_mtp() const { return impl_->mtp_layer >= 0; }
-int InferenceSession::length(int slot) const { return impl_->len.at(slot); }
-int InferenceSession::mtp_length(int slot) const { return impl_->mtp_len.at(slot); }
-int InferenceSession::max_seqs() const { return impl_->max_seqs; }
-int InferenceSession::max_len() const { return impl_->max_len; }
-int InferenceSession::cache_floats_per_token_per_layer() const { return impl_->width; }
+bool InferenceSession::has_mtp() const {
+  return impl_->mtp_layer >= 0;
+}
+int InferenceSession::length(int slot) const {
+  return impl_->len.at(slot);
+}
+int InferenceSession::mtp_length(int slot) const {
+  return impl_->mtp_len.at(slot);
+}
+int InferenceSession::max_seqs() const {
+  return impl_->max_seqs;
+}
+int InferenceSession::max_len() const {
+  return impl_->max_len;
+}
+int InferenceSession::cache_floats_per_token_per_layer() const {
+  return impl_->width;
+}
 size_t InferenceSession::cache_bytes_per_token() const {
   return size_t(impl_->width) * sizeof(float) * impl_->c.num_hidden_layers;
 }
@@ -837,8 +880,7 @@ void InferenceSession::mtp_forward(const float* hidden, const int32_t* next_toke
   grow(m.cat, size_t(n) * 2 * d);  // [n, 2d]
   for (int i = 0; i < n; ++i) {
     float* ci = &m.cat[size_t(i) * 2 * d];
-    rmsnorm_forward(w.embed + size_t(next_tokens[i]) * d, lw.enorm, ci, &m.rstd[i], 1, d,
-                    m.D.eps);
+    rmsnorm_forward(w.embed + size_t(next_tokens[i]) * d, lw.enorm, ci, &m.rstd[i], 1, d, m.D.eps);
     rmsnorm_forward(hidden + size_t(i) * d, lw.hnorm, ci + d, &m.rstd[i], 1, d, m.D.eps);
   }
   for (int i = 0; i < n; ++i) m.mtp_len[slots[i]] = positions[i] + 1;
@@ -851,7 +893,7 @@ void InferenceSession::mtp_forward(const float* hidden, const int32_t* next_toke
       PhaseCursor cur(m.phases.get());
       cur.run((d + kChunk - 1) / kChunk, [&](int t) {
         const int j0 = t * kChunk, j1 = std::min(d, j0 + kChunk);
-        gemv_xwt(m.cat.data(), 2 * d, lw.eh_proj, 2 * d, d, j0, j1, m.x.data(), d, n);
+        m.rows_xwt(m.cat.data(), 2 * d, lw.eh_proj, 2 * d, d, j0, j1, m.x.data(), d, n);
       });
       const int kept = m.fast_block(tid, cur, m.mtp_layer, lw, slots, positions, n, logits_rows);
       m.fast_head(tid, cur, lw.head_norm, kept, nullptr, logits);

@@ -5,6 +5,7 @@
 
 #include "core/check.h"
 #include "kernels/fp8.h"
+#include "kernels/gemv.h"
 #include "kernels/ops.h"
 #include "kernels/simd.h"
 
@@ -65,74 +66,87 @@ inline void decode16_div256(const uint8_t* p, __m256& lo, __m256& hi) {
 }
 #endif
 
-// y[i, r0 + r] for R weight rows from r0 and N activation rows. Each weight vector is decoded
-// once, multiplied by its block scale (value/256 · 256·s is exactly the dequantised weight:
-// both factors are exact, so the one rounding is that of e4m3·s) and FMA'd into N·R
-// independent accumulators. Every output's operations depend only on its own rows, never on N
-// or R.
-template <int N, int R>
-void fused_tile(const float* x, int ldx, const Fp8Matrix& w, int r0, float* y, int ldy,
-                float beta) {
+// y[i, r - yoff] for weight row r and N activation rows. The row is streamed front to back, one
+// sequential stream as gemv_xwt reads FP32 rows (reading four rows side by side ran at a third
+// of this speed): each 16 codes are decoded once, multiplied by their block scale (value/256 ·
+// 256·s is exactly the dequantised weight: both factors are exact, so the one rounding is that
+// of e4m3·s) and FMA'd into two accumulators per row of x (codes 0-7 and 8-15 of each 16).
+// Every output's operations depend only on its own row of w and of x, never on N or on which
+// rows are computed with it.
+template <int N>
+void fused_row(const float* x, int ldx, const Fp8Matrix& w, int r, float* y, int ldy, float beta,
+               int yoff) {
   const int in = w.cols, nkb = (in + kB - 1) / kB;
-  const uint8_t* codes = w.codes.data() + size_t(r0) * in;  // [R, in]
-  float tail[N][R] = {};
+  const uint8_t* codes = w.codes.data() + size_t(r) * in;          // [in]
+  const float* scale = w.scale_inv.data() + size_t(r / kB) * nkb;  // [nkb]
+  float tail[N] = {};
 #if SEEKR_FP8_DOT_SIMD
-  __m256 acc[N][R];
-  for (int i = 0; i < N; ++i)
-    for (int r = 0; r < R; ++r) acc[i][r] = _mm256_setzero_ps();
+  __m256 a0[N], a1[N];
+#pragma GCC unroll 4
+  for (int i = 0; i < N; ++i) a0[i] = a1[i] = _mm256_setzero_ps();
 #endif
   for (int kb = 0; kb < nkb; ++kb) {
     const int c0 = kb * kB, c1 = std::min(in, c0 + kB);
-    float s[R];
-    for (int r = 0; r < R; ++r) s[r] = w.scale_inv[size_t((r0 + r) / kB) * nkb + kb];
+    const float s = scale[kb];
     int t = c0;
 #if SEEKR_FP8_DOT_SIMD
-    __m256 sv[R];
-    for (int r = 0; r < R; ++r) sv[r] = _mm256_set1_ps(s[r] * 256.0f);
+    const __m256 sv = _mm256_set1_ps(s * 256.0f);
     for (; t + 16 <= c1; t += 16) {
-      __m256 lo[R], hi[R];
-      for (int r = 0; r < R; ++r) {
-        decode16_div256(codes + size_t(r) * in + t, lo[r], hi[r]);
-        lo[r] = _mm256_mul_ps(lo[r], sv[r]);
-        hi[r] = _mm256_mul_ps(hi[r], sv[r]);
-      }
+      __m256 lo, hi;
+      decode16_div256(codes + t, lo, hi);
+      lo = _mm256_mul_ps(lo, sv);
+      hi = _mm256_mul_ps(hi, sv);
+#pragma GCC unroll 4
       for (int i = 0; i < N; ++i) {
-        const __m256 xlo = _mm256_loadu_ps(x + size_t(i) * ldx + t);
-        const __m256 xhi = _mm256_loadu_ps(x + size_t(i) * ldx + t + 8);
-        for (int r = 0; r < R; ++r)
-          acc[i][r] = _mm256_fmadd_ps(hi[r], xhi, _mm256_fmadd_ps(lo[r], xlo, acc[i][r]));
+        a0[i] = _mm256_fmadd_ps(lo, _mm256_loadu_ps(x + size_t(i) * ldx + t), a0[i]);
+        a1[i] = _mm256_fmadd_ps(hi, _mm256_loadu_ps(x + size_t(i) * ldx + t + 8), a1[i]);
       }
     }
 #endif
-    for (; t < c1; ++t)
-      for (int r = 0; r < R; ++r) {
-        const float wt = e4m3_to_f32(codes[size_t(r) * in + t]) * s[r];
-        for (int i = 0; i < N; ++i) tail[i][r] = std::fma(wt, x[size_t(i) * ldx + t], tail[i][r]);
-      }
+    for (; t < c1; ++t) {
+      const float wt = e4m3_to_f32(codes[t]) * s;
+#pragma GCC unroll 4
+      for (int i = 0; i < N; ++i) tail[i] = std::fma(wt, x[size_t(i) * ldx + t], tail[i]);
+    }
   }
-  for (int i = 0; i < N; ++i)
-    for (int r = 0; r < R; ++r) {
-      float v = tail[i][r];
+  for (int i = 0; i < N; ++i) {
+    float v = tail[i];
 #if SEEKR_FP8_DOT_SIMD
-      v += simd::hsum(acc[i][r]);
+    v += simd::hsum(_mm256_add_ps(a0[i], a1[i]));
 #endif
-      float& out = y[size_t(i) * ldy + r0 + r];
-      out = beta == 0.0f ? v : v + beta * out;
-    }
+    float& out = y[size_t(i) * ldy + r - yoff];
+    out = beta == 0.0f ? v : v + beta * out;
+  }
+}
+
+// Weight rows [j0, j1), row r's outputs at column r - yoff of y.
+template <int N>
+void fused_range(const float* x, int ldx, const Fp8Matrix& w, int j0, int j1, float* y, int ldy,
+                 float beta, int yoff = 0) {
+  for (int r = j0; r < j1; ++r) fused_row<N>(x, ldx, w, r, y, ldy, beta, yoff);
+}
+
+void fused_range_n(int n, const float* x, int ldx, const Fp8Matrix& w, int j0, int j1, float* y,
+                   int ldy, float beta, int yoff) {
+  switch (n) {
+    case 0:
+      return;
+    case 1:
+      return fused_range<1>(x, ldx, w, j0, j1, y, ldy, beta, yoff);
+    case 2:
+      return fused_range<2>(x, ldx, w, j0, j1, y, ldy, beta, yoff);
+    case 3:
+      return fused_range<3>(x, ldx, w, j0, j1, y, ldy, beta, yoff);
+  }
+  SEEKR_CHECK(false, "fp8 few-row product: ", n, " rows");
 }
 
 template <int N>
 void fused_rows(const float* x, int ldx, const Fp8Matrix& w, float* y, int ldy, float beta) {
   const int groups = (w.rows + 3) / 4;
 #pragma omp parallel for schedule(static) if (int64_t(w.rows) * w.cols >= kParallelMinElems)
-  for (int g = 0; g < groups; ++g) {
-    const int r0 = 4 * g;
-    if (r0 + 4 <= w.rows) {
-      fused_tile<N, 4>(x, ldx, w, r0, y, ldy, beta);
-    } else {
-      for (int r = r0; r < w.rows; ++r) fused_tile<N, 1>(x, ldx, w, r, y, ldy, beta);
-    }
-  }
+  for (int g = 0; g < groups; ++g)
+    fused_range<N>(x, ldx, w, 4 * g, std::min(w.rows, 4 * g + 4), y, ldy, beta);
 }
 
 // Prefill: a GEMM reuses each weight across many rows, so dequantising a 128-row block once
@@ -150,6 +164,32 @@ void panel_rows(const float* x, int ldx, const Fp8Matrix& w, float* y, int ldy, 
 }
 
 }  // namespace
+
+void fp8_gemv_rows(const float* x, int ldx, const Fp8Matrix& w, int j0, int j1, float* y, int ldy,
+                   int n, float beta) {
+  SEEKR_CHECK(0 <= j0 && j0 <= j1 && j1 <= w.rows, "fp8_gemv_rows: rows ", j0, "..", j1, " of ",
+              w.rows);
+  fused_range_n(n, x, ldx, w, j0, j1, y, ldy, beta, 0);
+}
+
+void fp8_gemv_swiglu(const float* x, int ldx, const Fp8Matrix& gate, const Fp8Matrix& up, int j0,
+                     int j1, float* a, int lda, int n) {
+  SEEKR_CHECK(gate.rows == up.rows && gate.cols == up.cols, "fp8_gemv_swiglu: gate ", gate.rows,
+              "x", gate.cols, " and up ", up.rows, "x", up.cols);
+  SEEKR_CHECK(n >= 0 && n <= kFewRows && 0 <= j0 && j0 <= j1 && j1 <= gate.rows,
+              "fp8_gemv_swiglu: ", n, " rows, outputs ", j0, "..", j1, " of ", gate.rows);
+  // Chunks of 32 output rows: both products into the stack, then the activation.
+  constexpr int C = 32;
+  float g[kFewRows][C], u[kFewRows][C];
+  for (int c0 = j0; c0 < j1; c0 += C) {
+    const int c1 = std::min(j1, c0 + C), m = c1 - c0;
+    fused_range_n(n, x, ldx, gate, c0, c1, g[0], C, 0.0f, c0);  // row c0 in column 0
+    fused_range_n(n, x, ldx, up, c0, c1, u[0], C, 0.0f, c0);
+    for (int i = 0; i < n; ++i)
+      for (int k = 0; k < m; k += 8)
+        swiglu_lanes(g[i] + k, u[i] + k, a + size_t(i) * lda + c0 + k, std::min(8, m - k));
+  }
+}
 
 void fp8_linear(const float* x, int ldx, const Fp8Matrix& w, float* y, int ldy, int n, float beta) {
   switch (n) {

@@ -42,6 +42,16 @@ struct Fp8Matrix {
 void fp8_linear(const float* x, int ldx, const Fp8Matrix& w, float* y, int ldy, int n,
                 float beta = 0.0f);
 
+// The fast decode path's forms (InferenceSession, as gemv_xwt and gemv_swiglu in
+// kernels/gemv.h for FP32 weights): output rows [j0, j1) only, on the calling thread, for
+// n <= 3 rows of x. Each output is computed exactly as fp8_linear computes it for those n rows,
+// whatever the range, so threads can share the rows and a verify pass equals 1-row steps.
+void fp8_gemv_rows(const float* x, int ldx, const Fp8Matrix& w, int j0, int j1, float* y, int ldy,
+                   int n, float beta = 0.0f);
+// a[i, j] = silu(x[i]·gate[j]) · (x[i]·up[j]) for j in [j0, j1), gate and up of one shape.
+void fp8_gemv_swiglu(const float* x, int ldx, const Fp8Matrix& gate, const Fp8Matrix& up, int j0,
+                     int j1, float* a, int lda, int n);
+
 // The FP8-kept Linear weights of a model, keyed by the FP32 slot of Model::w() each one stands
 // in for, so inference code finds a weight's FP8 form from the pointer it already holds.
 class Fp8LinearWeights {
