@@ -1,11 +1,11 @@
 #include "model/model.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "core/check.h"
 #include "core/rng.h"
@@ -73,10 +73,21 @@ bool keeps_fp8(const std::string& name, const TensorView& t) {
 
 Model::Model(const ModelConfig& config) : config_(config), layout_(config) {
   params_.assign(layout_.param_count(), 0.0f);
-  grads_.assign(layout_.param_count(), 0.0f);
   buffers_.assign(layout_.buffer_count(), 0.0f);
   w_ = layout_.bind(params_.data(), buffers_.data());
-  g_ = layout_.bind(grads_.data(), nullptr);
+}
+
+std::vector<float>& Model::grads() {
+  std::call_once(grads_once_, [this] {
+    grads_.assign(layout_.param_count(), 0.0f);
+    g_ = layout_.bind(grads_.data(), nullptr);
+  });
+  return grads_;
+}
+
+const ModelWeights& Model::g() {
+  grads();
+  return g_;
 }
 
 void Model::init_weights(uint64_t seed) {
@@ -84,8 +95,8 @@ void Model::init_weights(uint64_t seed) {
   const auto& specs = layout_.specs();
   for (size_t i = 0; i < specs.size(); ++i) {
     const TensorSpec& s = specs[i];
-    float* p = (s.kind == TensorKind::kParam ? params_.data() : buffers_.data()) +
-               layout_.offsets()[i];
+    float* p =
+        (s.kind == TensorKind::kParam ? params_.data() : buffers_.data()) + layout_.offsets()[i];
     const int64_t n = s.numel();
     switch (s.init) {
       case TensorInit::kNormal:
@@ -102,7 +113,9 @@ void Model::init_weights(uint64_t seed) {
   }
 }
 
-void Model::zero_grads() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
+void Model::zero_grads() {
+  std::fill(grads().begin(), grads().end(), 0.0f);
+}
 
 void Model::load(const TensorSource& src, bool allow_missing_mtp) {
   load(src, allow_missing_mtp, Fp8WeightMode::kDequantize);
@@ -121,14 +134,13 @@ void Model::load(const TensorSource& src, bool allow_missing_mtp, Fp8WeightMode 
         if (s.name.rfind("model.layers." + std::to_string(config_.num_hidden_layers + k) + ".",
                          0) == 0)
           is_mtp = true;
-      SEEKR_REQUIRE(allow_missing_mtp && is_mtp, src.path(), ": missing tensor '",
-                    s.name, "'");
+      SEEKR_REQUIRE(allow_missing_mtp && is_mtp, src.path(), ": missing tensor '", s.name, "'");
       continue;
     }
     SEEKR_REQUIRE(t->shape == s.shape, src.path(), ": tensor '", s.name, "' has shape ",
                   shape_string(t->shape), ", the config needs ", shape_string(s.shape));
-    float* p = (s.kind == TensorKind::kParam ? params_.data() : buffers_.data()) +
-               layout_.offsets()[i];
+    float* p =
+        (s.kind == TensorKind::kParam ? params_.data() : buffers_.data()) + layout_.offsets()[i];
     if (fp8 == Fp8WeightMode::kKeep && keeps_fp8(s.name, *t)) {
       // Own copies of the codes: the source's mapping is closed after loading.
       const Fp8Weight q = fp8_weight(src, *t);
@@ -146,13 +158,14 @@ void Model::load(const TensorSource& src, bool allow_missing_mtp, Fp8WeightMode 
 }
 
 void Model::add_to(SafetensorsWriter& out) const {
-  SEEKR_REQUIRE(!fp8_, "cannot save a model whose FP8 weights were kept as codes for inference "
-                       "(their FP32 slots are empty); load it with the FP8 weights dequantised");
+  SEEKR_REQUIRE(!fp8_,
+                "cannot save a model whose FP8 weights were kept as codes for inference "
+                "(their FP32 slots are empty); load it with the FP8 weights dequantised");
   const auto& specs = layout_.specs();
   for (size_t i = 0; i < specs.size(); ++i) {
     const TensorSpec& s = specs[i];
-    const float* p = (s.kind == TensorKind::kParam ? params_.data() : buffers_.data()) +
-                     layout_.offsets()[i];
+    const float* p =
+        (s.kind == TensorKind::kParam ? params_.data() : buffers_.data()) + layout_.offsets()[i];
     out.add(s.name, DType::F32, s.shape, p);
   }
 }

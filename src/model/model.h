@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -30,13 +31,15 @@ class Model {
   // Flat blocks (layout().offsets() index into them).
   std::vector<float>& params() { return params_; }
   const std::vector<float>& params() const { return params_; }
-  std::vector<float>& grads() { return grads_; }
+  // The gradient block is allocated at the first call of grads(), g() or zero_grads() (a model
+  // that only serves never holds it; thread-safe).
+  std::vector<float>& grads();
   std::vector<float>& buffers() { return buffers_; }
   const std::vector<float>& buffers() const { return buffers_; }
 
   // Views of the blocks as named tensors.
   const ModelWeights& w() const { return w_; }
-  const ModelWeights& g() const { return g_; }
+  const ModelWeights& g();
 
   // normal(0, initializer_range) for matrices, 1 for norms, 0 for correction biases.
   void init_weights(uint64_t seed);
@@ -66,6 +69,7 @@ class Model {
   ModelLayout layout_;
   std::vector<float> params_, grads_, buffers_;
   ModelWeights w_, g_;
+  std::once_flag grads_once_;
   std::unique_ptr<Fp8LinearWeights> fp8_;
 };
 
@@ -142,8 +146,8 @@ class InferenceSession {
   void mtp_forward(const float* hidden, const int32_t* next_tokens, const int32_t* slots,
                    const int32_t* positions, int n, float* logits,
                    const uint8_t* logits_rows = nullptr);
-  bool has_mtp() const;        // the config has an MTP module
-  void reset_slot(int slot);   // forget a slot's cache (main and MTP)
+  bool has_mtp() const;       // the config has an MTP module
+  void reset_slot(int slot);  // forget a slot's cache (main and MTP)
   // Makes `dst` hold the same positions as `src` (e.g. one prefilled prompt shared by G
   // samples); dst's previous contents are dropped. The MTP cache is copied too.
   void copy_slot(int src, int dst);

@@ -17,23 +17,23 @@ struct TrainGraph::Impl {
   RopeTables rope;
   int B = 0, T = 0;
   TrainOptions opt;
-  std::vector<int32_t> tokens;               // [B, T]
-  std::vector<int32_t> pos;                  // [B*T] positions 0..T-1 per row
-  std::vector<BlockActs> acts;               // main layers then MTP blocks
-  std::vector<float> x_last;                 // [B*T, d] output of the last main block
-  std::vector<float> hN, rstdN;              // final norm
-  std::vector<float> logits;                 // [B*T, V]
+  std::vector<int32_t> tokens;   // [B, T]
+  std::vector<int32_t> pos;      // [B*T] positions 0..T-1 per row
+  std::vector<BlockActs> acts;   // main layers then MTP blocks
+  std::vector<float> x_last;     // [B*T, d] output of the last main block
+  std::vector<float> hN, rstdN;  // final norm
+  std::vector<float> logits;     // [B*T, V]
   struct Mtp {
     int rows = 0;
-    std::vector<float> h_prev;               // [rows, d] gathered previous hidden state
-    std::vector<float> e, en, e_rstd;        // embedding of t[i+k] and its norm
-    std::vector<float> hn, h_rstd;           // hnorm(h_prev)
-    std::vector<float> cat;                  // [rows, 2d]
-    std::vector<float> h_in;                 // [rows, d] eh_proj output = block input
-    std::vector<float> h_out;                // [rows, d] block output
-    std::vector<float> ho_n, ho_rstd;        // shared_head.norm
-    std::vector<float> logits;               // [rows, V]
-    std::vector<int32_t> ids, posk;          // [rows] tokens t[i+k], positions i
+    std::vector<float> h_prev;         // [rows, d] gathered previous hidden state
+    std::vector<float> e, en, e_rstd;  // embedding of t[i+k] and its norm
+    std::vector<float> hn, h_rstd;     // hnorm(h_prev)
+    std::vector<float> cat;            // [rows, 2d]
+    std::vector<float> h_in;           // [rows, d] eh_proj output = block input
+    std::vector<float> h_out;          // [rows, d] block output
+    std::vector<float> ho_n, ho_rstd;  // shared_head.norm
+    std::vector<float> logits;         // [rows, V]
+    std::vector<int32_t> ids, posk;    // [rows] tokens t[i+k], positions i
     // backward scratch, [rows, d] each (dcat [rows, 2d]); dprev_full is the gradient this
     // module sends to the previous module's output, [B, T-k+1, d]
     std::vector<float> dho, dh_out, dh_in, dcat, den, dhn, de, dprev, dprev_full;
@@ -55,16 +55,31 @@ TrainGraph::TrainGraph(Model& model) : impl_(std::make_unique<Impl>(model)) {
   SEEKR_REQUIRE(!model.fp8_weights(),
                 "cannot train a model whose FP8 weights were kept as codes for inference; load "
                 "it with the FP8 weights dequantised");
+  model.grads();  // allocated here, before any worker thread accumulates into it
 }
 TrainGraph::~TrainGraph() = default;
 
-float* TrainGraph::logits() { return impl_->logits.data(); }
-float* TrainGraph::mtp_logits(int k) { return impl_->mtp.at(k - 1).logits.data(); }
-int TrainGraph::mtp_rows(int k) const { return impl_->mtp.at(k - 1).rows; }
-int TrainGraph::B() const { return impl_->B; }
-int TrainGraph::T() const { return impl_->T; }
-double TrainGraph::balance_loss() const { return impl_->balance; }
-const std::vector<std::vector<int64_t>>& TrainGraph::expert_load() const { return impl_->load; }
+float* TrainGraph::logits() {
+  return impl_->logits.data();
+}
+float* TrainGraph::mtp_logits(int k) {
+  return impl_->mtp.at(k - 1).logits.data();
+}
+int TrainGraph::mtp_rows(int k) const {
+  return impl_->mtp.at(k - 1).rows;
+}
+int TrainGraph::B() const {
+  return impl_->B;
+}
+int TrainGraph::T() const {
+  return impl_->T;
+}
+double TrainGraph::balance_loss() const {
+  return impl_->balance;
+}
+const std::vector<std::vector<int64_t>>& TrainGraph::expert_load() const {
+  return impl_->load;
+}
 
 namespace {
 
@@ -111,8 +126,8 @@ void TrainGraph::forward(const int32_t* tokens, int B, int T, const TrainOptions
   m.dx2.resize(size_t(N) * d);
   for (int l = 0; l < L; ++l) {
     float* out = (l == L - 1) ? m.x_last.data() : m.dx2.data();
-    block_forward(D, c, m.rope, w.layers[l], x.data(), out, B, T, m.pos.data(),
-                  opt.balance_alpha, m.acts[l]);
+    block_forward(D, c, m.rope, w.layers[l], x.data(), out, B, T, m.pos.data(), opt.balance_alpha,
+                  m.acts[l]);
     if (l != L - 1) std::swap(x, m.dx2);
     if (w.layers[l].is_moe) {
       m.load[l] = m.acts[l].ffn.load;
@@ -158,7 +173,8 @@ void TrainGraph::forward(const int32_t* tokens, int B, int T, const TrainOptions
       std::memcpy(&mt.cat[size_t(r) * 2 * d + d], &mt.hn[size_t(r) * d], sizeof(float) * d);
     }
     mt.h_in.resize(size_t(rows) * d);
-    linear_forward(D.linear, mt.cat.data(), lw.eh_proj, mt.h_in.data(), rows, 2 * d, d);  // [rows, d]
+    linear_forward(D.linear, mt.cat.data(), lw.eh_proj, mt.h_in.data(), rows, 2 * d,
+                   d);  // [rows, d]
     mt.h_out.resize(size_t(rows) * d);
     std::vector<int32_t>& posk = mt.posk;
     posk.resize(rows);
@@ -194,8 +210,8 @@ void TrainGraph::backward(float* dlogits, const std::vector<float*>& dmtp) {
     m.dh.resize(size_t(N) * d);
     matmul_dyt_x(dlogits, m.hN.data(), g.lm_head, N, d, D.V);
     matmul_dy_w(dlogits, w.lm_head, m.dh.data(), N, d, D.V);  // [N, d]
-    rmsnorm_backward(m.dh.data(), m.x_last.data(), w.final_norm, m.rstdN.data(),
-                     dx_last.data(), g.final_norm, N, d, 0.0f);
+    rmsnorm_backward(m.dh.data(), m.x_last.data(), w.final_norm, m.rstdN.data(), dx_last.data(),
+                     g.final_norm, N, d, 0.0f);
   }
   // MTP modules, last first: module k's input gradient flows into module k-1's output.
   for (int k = nm; k >= 1; --k) {
@@ -210,9 +226,10 @@ void TrainGraph::backward(float* dlogits, const std::vector<float*>& dmtp) {
     dh_out.resize(size_t(rows) * d);
     matmul_dyt_x(dmtp[k - 1], mt.ho_n.data(), g.lm_head, rows, d, D.V);
     matmul_dy_w(dmtp[k - 1], w.lm_head, dho.data(), rows, d, D.V);
-    if (from_next) std::copy(from_next->begin(), from_next->begin() + dh_out.size(), dh_out.begin());
-    rmsnorm_backward(dho.data(), mt.h_out.data(), lw.head_norm, mt.ho_rstd.data(),
-                     dh_out.data(), lg.head_norm, rows, d, from_next ? 1.0f : 0.0f);
+    if (from_next)
+      std::copy(from_next->begin(), from_next->begin() + dh_out.size(), dh_out.begin());
+    rmsnorm_backward(dho.data(), mt.h_out.data(), lw.head_norm, mt.ho_rstd.data(), dh_out.data(),
+                     lg.head_norm, rows, d, from_next ? 1.0f : 0.0f);
     std::vector<float>& dh_in = mt.dh_in;
     dh_in.resize(size_t(rows) * d);
     block_backward(D, c, m.rope, lw, lg, dh_out.data(), dh_in.data(), B, Tk, mt.posk.data(),
@@ -227,8 +244,8 @@ void TrainGraph::backward(float* dlogits, const std::vector<float*>& dmtp) {
       std::memcpy(&den[size_t(r) * d], &dcat[size_t(r) * 2 * d], sizeof(float) * d);
       std::memcpy(&dhn[size_t(r) * d], &dcat[size_t(r) * 2 * d + d], sizeof(float) * d);
     }
-    rmsnorm_backward(den.data(), mt.e.data(), lw.enorm, mt.e_rstd.data(), de.data(), lg.enorm,
-                     rows, d, 0.0f);
+    rmsnorm_backward(den.data(), mt.e.data(), lw.enorm, mt.e_rstd.data(), de.data(), lg.enorm, rows,
+                     d, 0.0f);
     rmsnorm_backward(dhn.data(), mt.h_prev.data(), lw.hnorm, mt.h_rstd.data(), dprev.data(),
                      lg.hnorm, rows, d, 0.0f);
     embed_backward(g.embed, mt.ids.data(), de.data(), rows, d);  // ids: t[i+k], as forward
@@ -255,8 +272,8 @@ void TrainGraph::backward(float* dlogits, const std::vector<float*>& dmtp) {
   float* dx = dx_last.data();
   float* dprev = m.dprev.data();
   for (int l = L - 1; l >= 0; --l) {
-    block_backward(D, c, m.rope, w.layers[l], g.layers[l], dx, dprev, B, T, m.pos.data(),
-                   m.acts[l], m.scratch);
+    block_backward(D, c, m.rope, w.layers[l], g.layers[l], dx, dprev, B, T, m.pos.data(), m.acts[l],
+                   m.scratch);
     std::swap(dx, dprev);
   }
   embed_backward(g.embed, m.tokens.data(), dx, N, d);
