@@ -36,6 +36,7 @@
 #include "core/rng.h"
 #include "core/safetensors.h"
 #include "model/model.h"
+#include "serve/generate.h"
 #include "train/metrics.h"
 #include "train/pretrain.h"
 
@@ -169,8 +170,9 @@ nlohmann::json bench_decode(const Options& o, const ModelConfig& config, double 
     owned = std::make_unique<Model>(config);
     owned->init_weights(1);
   } else {
-    owned = std::make_unique<Model>(ModelConfig::from_file(o.model + "/config.json"));
-    owned->load(TensorSource::open(o.model), /*allow_missing_mtp=*/true, o.fp8_weights);
+    InferenceLoadOptions load;
+    load.fp8_weights = o.fp8_weights;
+    owned = load_inference_model(o.model, load).model;
   }
   const Model& model = *owned;
   const ModelConfig& c = model.config();

@@ -2,7 +2,6 @@
 // panel products against dequantise-then-matmul, and a converted FP8 checkpoint loaded keeping
 // FP8 against the same checkpoint dequantised at load: prefill, decode, MTP and generation.
 #include <gtest/gtest.h>
-#include <omp.h>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -18,6 +17,7 @@
 #include "core/file_io.h"
 #include "core/rng.h"
 #include "core/safetensors.h"
+#include "decode_trace.h"
 #include "kernels/fp8.h"
 #include "kernels/gemv.h"
 #include "kernels/ops.h"
@@ -299,48 +299,14 @@ TEST_F(Fp8Inference, PrefillDecodeAndMtpMatchTheDequantizedModel) {
 // The FP8-kept weights on the fast decode path: steps of 1, 2 and 3 rows (decode, verify
 // passes) and the MTP module give the same bits at 1, 2 and 3 threads.
 TEST_F(Fp8Inference, DecodeIsExactForAnyThreadCount) {
-  const int V = kept().config().vocab_size, d = kept().config().hidden_size;
-  const int saved = omp_get_max_threads();
   const std::vector<int32_t> prompt = {3, 17, 5, 36, 0};
-  const auto run = [&](int threads) {
-    omp_set_num_threads(threads);
-    InferenceSession s(kept(), 3, 32);
-    std::vector<float> out, logits(size_t(3) * V), hidden(size_t(3) * d), mtp(size_t(3) * V);
-    for (int slot = 0; slot < 3; ++slot) {
-      std::vector<int32_t> slots(prompt.size(), slot), pos(prompt.size());
-      for (size_t i = 0; i < pos.size(); ++i) pos[i] = int32_t(i);
-      s.forward(prompt.data(), slots.data(), pos.data(), int(prompt.size()), nullptr,
-                std::vector<uint8_t>(prompt.size(), 0).data());
-    }
-    int32_t tok = 7;
-    for (int step = 0; step < 6; ++step) {
-      const int n = 1 + step % 3;
-      std::vector<int32_t> toks, sl, ps, next, mpos;
-      for (int i = 0; i < n; ++i) {
-        toks.push_back((tok + 5 * i) % V);
-        sl.push_back(i);
-        ps.push_back(s.length(i));
-        next.push_back((tok + 5 * i + 1) % V);
-        mpos.push_back(s.mtp_length(i));
-      }
-      s.forward(toks.data(), sl.data(), ps.data(), n, logits.data(), nullptr, hidden.data());
-      s.mtp_forward(hidden.data(), next.data(), sl.data(), mpos.data(), n, mtp.data());
-      out.insert(out.end(), logits.begin(), logits.begin() + size_t(n) * V);
-      out.insert(out.end(), hidden.begin(), hidden.begin() + size_t(n) * d);
-      out.insert(out.end(), mtp.begin(), mtp.begin() + size_t(n) * V);
-      tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.begin() + V) -
-                                 logits.begin());
-    }
-    return out;
-  };
-  const std::vector<float> one = run(1);
+  const std::vector<float> one = decode_trace(kept(), prompt, 1);
   for (int threads : {2, 3}) {
-    const std::vector<float> many = run(threads);
+    const std::vector<float> many = decode_trace(kept(), prompt, threads);
     ASSERT_EQ(one.size(), many.size());
     EXPECT_EQ(std::memcmp(one.data(), many.data(), sizeof(float) * one.size()), 0)
         << threads << " threads";
   }
-  omp_set_num_threads(saved);
 }
 
 TEST_F(Fp8Inference, GreedyGenerationGivesTheSameTokens) {

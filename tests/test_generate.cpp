@@ -19,6 +19,7 @@
 #include "core/npy.h"
 #include "core/rng.h"
 #include "core/safetensors.h"
+#include "decode_trace.h"
 #include "model/config.h"
 #include "model/model.h"
 #include "serve/generate.h"
@@ -759,9 +760,9 @@ TEST(Mtp, SessionLogitsMatchTrainGraph) {
       }
       EXPECT_EQ(s.mtp_length(0), T - 1);
       // Positions must follow what the MTP cache holds.
-      EXPECT_THROW(s.mtp_forward(hidden.data(), tokens.data(), slot1.data(), pos.data(), 1,
-                                 got.data()),
-                   Error);
+      EXPECT_THROW(
+          s.mtp_forward(hidden.data(), tokens.data(), slot1.data(), pos.data(), 1, got.data()),
+          Error);
     }
 
     // Prefill 10 tokens, feed 3 more in one call, then verify passes of [token, guess]: the
@@ -771,8 +772,7 @@ TEST(Mtp, SessionLogitsMatchTrainGraph) {
     std::fill(got.begin(), got.end(), 0.0f);
     std::vector<float> got_main(size_t(T) * V);
     const int P = 10;
-    s.forward(tokens.data(), slot0.data(), pos.data(), P, got_main.data(), nullptr,
-              hidden.data());
+    s.forward(tokens.data(), slot0.data(), pos.data(), P, got_main.data(), nullptr, hidden.data());
     s.mtp_forward(hidden.data(), tokens.data() + 1, slot0.data(), pos.data(), P, got.data());
     s.forward(tokens.data() + P, slot0.data(), pos.data() + P, 3, got_main.data() + size_t(P) * V,
               nullptr, hidden.data());
@@ -782,8 +782,7 @@ TEST(Mtp, SessionLogitsMatchTrainGraph) {
     for (int p = P + 3, step = 0; p <= T - 2; ++step) {
       const bool right = step % 2 == 0;
       const int32_t pair[2] = {tokens[p], right ? tokens[p + 1] : (tokens[p + 1] + 7) % V};
-      s.forward(pair, slot0.data(), pos.data() + p, 2, pair_logits.data(), nullptr,
-                hidden.data());
+      s.forward(pair, slot0.data(), pos.data() + p, 2, pair_logits.data(), nullptr, hidden.data());
       std::copy_n(pair_logits.data(), V, got_main.data() + size_t(p) * V);
       const int rows = right ? std::min(2, T - 1 - p) : 1;
       if (right) {
@@ -970,7 +969,7 @@ TEST(Speculative, StopsLikeGreedyDecoding) {
   for (size_t from : {size_t(3), bytes.size() / 2, bytes.size() - 4}) {
     size_t at = from;
     while (at + 2 <= bytes.size() && !(std::isprint(static_cast<unsigned char>(bytes[at])) &&
-                                      std::isprint(static_cast<unsigned char>(bytes[at + 1]))))
+                                       std::isprint(static_cast<unsigned char>(bytes[at + 1]))))
       ++at;
     if (at + 2 > bytes.size()) continue;
     ++stops;
@@ -1033,47 +1032,11 @@ TEST(Speculative, BatchesMixedRequests) {
 // speculative decoding must still reproduce greedy decoding with several threads.
 TEST(Speculative, DecodeIsExactForAnyThreadCount) {
   Model& model = cycle_model();
-  const int V = model.config().vocab_size, d = model.config().hidden_size;
   const int saved = omp_get_max_threads();
   const auto prompt = cycle_prompt(6, 3);
-  const auto run = [&](int threads) {
-    omp_set_num_threads(threads);
-    InferenceSession s(model, 3, 32);
-    std::vector<float> out, logits(size_t(3) * V), hidden(size_t(3) * d), mtp(size_t(3) * V);
-    const auto keep = [&](size_t n) {
-      out.insert(out.end(), logits.begin(), logits.begin() + n * V);
-      out.insert(out.end(), hidden.begin(), hidden.begin() + n * d);
-      out.insert(out.end(), mtp.begin(), mtp.begin() + n * V);
-    };
-    // Prefill slot 0, then steps of 1, 2 and 3 rows over slots 0-2 (slots 1, 2 start empty).
-    std::vector<int32_t> slots(prompt.size(), 0), pos(prompt.size());
-    std::iota(pos.begin(), pos.end(), 0);
-    s.forward(prompt.data(), slots.data(), pos.data(), int(prompt.size()), nullptr,
-              std::vector<uint8_t>(prompt.size(), 0).data());
-    int32_t tok = 7;
-    for (int step = 0; step < 6; ++step) {
-      const int n = 1 + step % 3;
-      std::vector<int32_t> toks, sl, ps, next;
-      for (int i = 0; i < n; ++i) {
-        toks.push_back((tok + 5 * i) % V);
-        sl.push_back(i);
-        ps.push_back(s.length(i));
-        next.push_back((tok + 5 * i + 1) % V);
-      }
-      s.forward(toks.data(), sl.data(), ps.data(), n, logits.data(), nullptr, hidden.data());
-      std::vector<int32_t> mpos;
-      for (int i = 0; i < n; ++i) mpos.push_back(s.mtp_length(i));
-      // Only rows whose MTP position follows on from the slot's MTP cache can join it.
-      s.mtp_forward(hidden.data(), next.data(), sl.data(), mpos.data(), n, mtp.data());
-      keep(size_t(n));
-      tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.begin() + V) -
-                                 logits.begin());
-    }
-    return out;
-  };
-  const std::vector<float> one = run(1);
+  const std::vector<float> one = decode_trace(model, prompt, 1);
   for (int threads : {2, 3}) {
-    const std::vector<float> many = run(threads);
+    const std::vector<float> many = decode_trace(model, prompt, threads);
     ASSERT_EQ(one.size(), many.size());
     EXPECT_EQ(std::memcmp(one.data(), many.data(), sizeof(float) * one.size()), 0)
         << threads << " threads";
